@@ -1,0 +1,1 @@
+//! The img3d client library.

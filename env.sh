@@ -1,0 +1,5 @@
+# Source this before building: it points tch at the PyTorch 2.11.0 venv that scripts/setup
+# creates (tch 0.24 needs exactly libtorch 2.11.0).
+export IMG3D_TORCH_VENV="${IMG3D_TORCH_VENV:-$HOME/.cache/img3d/torch-2.11.0}"
+export PATH="$IMG3D_TORCH_VENV/bin:$PATH"
+export LIBTORCH_USE_PYTORCH=1

@@ -1,0 +1,1 @@
+//! The img3d gateway: WebSocket sessions, validation, streaming of job events.

@@ -1,0 +1,16 @@
+//! The CRM image-to-3D pipeline on libtorch through `tch`.
+//!
+//! Port of thu-ml/CRM at commit 4964e36 ("Convolutional Reconstruction Model", Wang et al. 2024):
+//! `preprocess_image` (U-2-Net background removal, recentre, grey background) -> two-stage
+//! ImageDream-style multi-view diffusion (six colour views, then six canonical coordinate maps)
+//! -> `generate3d` (triplane UNet, FlexiCubes, UV texture, OBJ/MTL/PNG zip).
+//!
+//! The crate knows nothing of queues or sockets: [`Pipeline::run`] takes image bytes, a cancel
+//! flag and a sink for parts and progress.
+
+pub mod device;
+pub mod error;
+pub mod weights;
+
+pub use device::DeviceSpec;
+pub use error::PipelineError;
