@@ -10,6 +10,7 @@
 
 pub mod device;
 pub mod error;
+pub mod stages;
 pub mod weights;
 
 pub use device::DeviceSpec;
