@@ -14,6 +14,7 @@ pub mod conformance;
 mod error;
 mod handle;
 mod job;
+pub mod memory;
 
 pub use error::{QueueError, SubmitError};
 pub use handle::{Canceller, JobHandle};
