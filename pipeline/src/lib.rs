@@ -9,6 +9,7 @@
 //! flag and a sink for parts and progress.
 
 pub mod device;
+pub mod diffusion;
 pub mod error;
 pub mod stages;
 pub mod weights;
