@@ -19,6 +19,7 @@ use tch::{Kind, Tensor};
 
 pub mod attention;
 pub mod camera;
+pub mod clip;
 pub mod ddim;
 pub mod embeddings;
 pub mod resampler;
@@ -27,6 +28,7 @@ pub mod schedule;
 pub mod unet;
 pub mod vae;
 
+pub use clip::{ClipVision, ClipVisionConfig};
 pub use ddim::{Ddim, Scheduler};
 pub use schedule::{NoiseSchedule, ScheduleConfig};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig};
@@ -34,6 +36,8 @@ pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig};
 /// Hyper-parameters of the diffusion stages' encoders, decoders and schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiffusionConfig {
+    /// The image-prompt encoder.
+    pub clip: ClipVisionConfig,
     /// The latent autoencoder.
     pub vae: VaeConfig,
     /// Noise schedule and sampler.
@@ -44,14 +48,22 @@ impl DiffusionConfig {
     /// CRM's values: `imagedream/configs/sd_v2_base_ipmv_zero_SNR.yaml` (both stages share it)
     /// and open_clip's `ViT-H-14.json`.
     pub fn crm() -> Self {
-        DiffusionConfig { vae: VaeConfig::crm(), schedule: ScheduleConfig::crm() }
+        DiffusionConfig {
+            clip: ClipVisionConfig::crm(),
+            vae: VaeConfig::crm(),
+            schedule: ScheduleConfig::crm(),
+        }
     }
 
     /// The same architecture at a tiny width (random-weight tiny bundle, CPU tests). Image sizes
     /// and token counts are CRM's (224 -> 257 CLIP tokens, 256 -> 32x32 latents), so the stages
     /// around these modules see the shapes they will see with real weights.
     pub fn tiny() -> Self {
-        DiffusionConfig { vae: VaeConfig::tiny(), schedule: ScheduleConfig::crm() }
+        DiffusionConfig {
+            clip: ClipVisionConfig::tiny(),
+            vae: VaeConfig::tiny(),
+            schedule: ScheduleConfig::crm(),
+        }
     }
 }
 
