@@ -16,6 +16,12 @@ pipeline/tests/data/ (read by pipeline/tests/{unet,resampler,stages}*.rs):
                           device
   diffusion_cfg_step      one DDIMSampler.p_sample_ddim step (CFG 5.5, zero-SNR schedule,
                           50 steps, eta 0) with the stage-1 tiny UNet
+  diffusion_stages        whole stage 1 (ImageDreamDiffusion.i2i + the reference pop of
+                          TwoStagePipeline.stage1_sample) and stage 2 (i2iStage2 on stage 1's
+                          u8 views) with tiny UNets (the two UNet fixtures' weights), a tiny
+                          OpenCLIP tower and a tiny AutoencoderKL, 4 DDIM steps, guidance 5.5,
+                          at image size 64; the random draws (posterior samples, q_sample noise)
+                          are fixed tensors injected into upstream's calls and saved
 
 Usage:  ~/.cache/img3d/parity/bin/python tools/parity/diffusion_unet.py --crm /work/upstream/CRM
 Rerunning it rewrites the same files (fixed seeds, deterministic CPU ops).
@@ -26,6 +32,10 @@ Shims (sys.modules entries, no upstream file is edited):
   * libs.base_utils: imported by libs/sample.py only for do_resize_content (used by
     `diffuse`, never by i2i / i2iStage2); it pulls wandb/accelerate, so a stub replaces it.
   * DDIMSampler.register_buffer moves every tensor to "cuda"; here it keeps them on the CPU.
+  * diffusion_stages: DiagonalGaussianDistribution.sample and LatentDiffusionInterface.q_sample
+    take their noise from the saved tensors instead of torch's global generator (same formula:
+    mean + std * noise, and q_sample's own `noise` argument); the text tower is replaced by
+    fixed random contexts (the port precomputes them), get_learned_conditioning returns them.
 """
 
 import argparse
@@ -303,6 +313,167 @@ def fixture_cfg_step():
     common.save_io("diffusion_cfg_step", io)
 
 
+# Whole-stage fixtures: image size 64 (8x8 latents) and a CLIP tower at 56 (17 tokens) keep
+# them small; widths match the UNet fixtures' Resampler (48-wide image tokens, 32-wide context).
+STAGE_IMAGE = 64
+STAGE_STEPS = 4
+TEXT_TOKENS = 77
+TINY_STAGE_CLIP = dict(image_size=56, layers=3, width=48, head_width=16, patch_size=14)
+TINY_STAGE_VAE = dict(
+    double_z=True, z_channels=4, resolution=STAGE_IMAGE, in_channels=3, out_ch=3, ch=32,
+    ch_mult=[1, 1, 1, 1], num_res_blocks=1, attn_resolutions=[], dropout=0.0,
+)
+NEG_PROMPT = (
+    "uniform low no texture ugly, boring, bad anatomy, blurry, pixelated,  obscure, unnatural "
+    "colors, poor lighting, dull, and unclear."
+)
+
+
+def tiny_clip_embedder(seed):
+    """FrozenOpenCLIPEmbedder around a tiny open_clip tower (its __init__ downloads ViT-H)."""
+    from open_clip.model import _build_vision_tower
+    from open_clip.transform import image_transform
+    from imagedream.ldm.modules.encoders.modules import FrozenOpenCLIPEmbedder
+
+    visual = common.randomize(_build_vision_tower(embed_dim=16, vision_cfg=dict(TINY_STAGE_CLIP)).eval(), seed)
+    embedder = FrozenOpenCLIPEmbedder.__new__(FrozenOpenCLIPEmbedder)
+    torch.nn.Module.__init__(embedder)
+    embedder.model = types.SimpleNamespace(visual=visual)
+    embedder.preprocess = image_transform(visual.image_size, is_train=False)
+    embedder.device = "cpu"
+    embedder.ip_mode = "local_resample"
+    return embedder, visual
+
+
+def tiny_vae(seed):
+    from imagedream.ldm.models.autoencoder import AutoencoderKL
+
+    vae = AutoencoderKL(ddconfig=dict(TINY_STAGE_VAE), lossconfig={"target": "torch.nn.Identity"}, embed_dim=4)
+    return common.randomize(vae.eval(), seed)
+
+
+def stage_image(seed):
+    """A deterministic RGB reference with smooth structure and noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:STAGE_IMAGE, 0:STAGE_IMAGE].astype(np.float64)
+    base = np.stack([127 + 100 * np.sin(x / 7.0 + y / 13.0), 127 + 100 * np.cos(x / 9.0 - y / 5.0), 4 * (x + y)], -1)
+    return np.clip(base + rng.normal(0, 15, base.shape), 0, 255).astype(np.uint8)
+
+
+class InjectedNoise:
+    """Feeds saved tensors to upstream's random draws, in call order."""
+
+    def __init__(self):
+        self.queue = []
+
+    def push(self, tensor):
+        self.queue.append(tensor)
+        return tensor
+
+    def pop(self, shape):
+        noise = self.queue.pop(0)
+        assert tuple(noise.shape) == tuple(shape), (noise.shape, shape)
+        return noise
+
+
+def fixture_stages():
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+    from imagedream.ldm.interface import LatentDiffusionInterface
+    from imagedream.ldm.modules.distributions.distributions import DiagonalGaussianDistribution
+    from libs.sample import ImageDreamDiffusion, ImageDreamDiffusionStage2
+
+    injected = InjectedNoise()
+    DiagonalGaussianDistribution.sample = lambda self: self.mean + self.std * injected.pop(self.mean.shape)
+    embedder, visual = tiny_clip_embedder(seed=50)
+    vae = tiny_vae(seed=51)
+    gen = torch.Generator().manual_seed(52)
+    latent = [4, STAGE_IMAGE // 8, STAGE_IMAGE // 8]
+
+    def stage_model(stage):
+        model = tiny_interface(tiny_unet(stage, seed=20 + stage))
+        model.clip_model, model.vae_model = embedder, vae
+        contexts = {"3D assets": randn(gen, 1, TEXT_TOKENS, 32), NEG_PROMPT: randn(gen, 1, TEXT_TOKENS, 32)}
+        model.get_learned_conditioning = lambda prompts: contexts[prompts[0]]
+        model.q_sample = lambda x_start, t, noise=None: LatentDiffusionInterface.q_sample(
+            model, x_start, t, noise=injected.pop(x_start.shape)
+        )
+        return model, contexts
+
+    def sampled(sampler):
+        # keep the final latents (i2i only returns the decoded u8 views)
+        inner = sampler.sample
+        out = {}
+
+        def sample(*args, **kwargs):
+            out["latents"], inter = inner(*args, **kwargs)
+            return out["latents"], inter
+
+        sampler.sample = sample
+        return out
+
+    transform = T.Compose([T.Resize((STAGE_IMAGE, STAGE_IMAGE)), T.ToTensor(), T.Normalize((0.5,) * 3, (0.5,) * 3)])
+    reference = stage_image(seed=53)
+    pil = Image.fromarray(reference)
+    io = {
+        "reference": torch.from_numpy(reference),
+        "vae_input": transform(pil)[None],
+        "clip_input": embedder.preprocess(pil)[None],
+    }
+
+    # stage 1: 7 frames, reference at 6 (nf7_v3_SNR_rd_size_stroke.yaml)
+    model1, ctx1 = stage_model(1)
+    sampler1 = cpu_sampler(model1)
+    out1 = sampled(sampler1)
+    io["stage1.context"], io["stage1.uncond_context"] = ctx1["3D assets"], ctx1[NEG_PROMPT]
+    io["stage1.noise.ip_img"] = injected.push(randn(gen, 1, *latent))
+    io["stage1.noise.ref_latent"] = injected.push(randn(gen, 1, *latent))
+    io["stage1.noise.x_t"] = injected.push(randn(gen, 7, *latent))
+    with torch.no_grad():
+        views = ImageDreamDiffusion.i2i(
+            model1, STAGE_IMAGE, "3D assets", ctx1[NEG_PROMPT], sampler1, ip=pil, step=STAGE_STEPS,
+            scale=5.5, batch_size=7, ddim_eta=0.0, dtype=torch.float32, device="cpu",
+            camera=camera_set([1, 2, 3, 4, 5, 0, 0], 6), num_frames=7, pixel_control=True,
+            transform=transform, offset_noise=True,
+        )
+    assert not injected.queue
+    views.pop(6)  # TwoStagePipeline.stage1_sample drops the reference frame
+    io["stage1.latents"] = out1["latents"]
+    io["stage1.views"] = torch.from_numpy(np.stack(views))
+
+    # stage 2: 6 frames on stage 1's u8 views (stage2-v2-snr.yaml)
+    model2, ctx2 = stage_model(2)
+    sampler2 = cpu_sampler(model2)
+    out2 = sampled(sampler2)
+    pixel_images = [Image.fromarray(v) for v in views]
+    io["stage2.context"], io["stage2.uncond_context"] = ctx2["3D assets"], ctx2[NEG_PROMPT]
+    io["stage2.views_input"] = torch.stack([transform(i) for i in pixel_images])
+    io["stage2.noise.pixel_images"] = injected.push(randn(gen, 6, *latent))
+    io["stage2.noise.ref_latent"] = injected.push(randn(gen, 1, *latent))
+    io["stage2.noise.x_t"] = injected.push(randn(gen, 6, *latent))
+    with torch.no_grad():
+        xyzs = ImageDreamDiffusionStage2.i2iStage2(
+            model2, STAGE_IMAGE, "3D assets", ctx2[NEG_PROMPT], sampler2, pixel_images=pixel_images, ip=pil,
+            step=STAGE_STEPS, scale=5.5, batch_size=6, ddim_eta=0.0, dtype=torch.float32, device="cpu",
+            camera=camera_set([1, 2, 3, 4, 5, 0], None), num_frames=6, pixel_control=True,
+            transform=transform, offset_noise=True,
+        )
+    assert not injected.queue
+    io["stage2.latents"] = out2["latents"]
+    io["stage2.views"] = torch.from_numpy(np.stack(xyzs))
+
+    # CLIP without the parts that never run (last block, ln_post, proj), and the VAE.
+    last = TINY_STAGE_CLIP["layers"] - 1
+    unused = (f"transformer.resblocks.{last}.", "ln_post.", "proj")
+    weights = {f"clip.{k}": v for k, v in visual.state_dict().items() if not k.startswith(unused)}
+    weights.update({f"vae.{k}": v for k, v in vae.state_dict().items()})
+    common.save_weights("diffusion_stages", weights)
+    common.save_io("diffusion_stages", io)
+
+
 FIXTURES = {
     "camera": fixture_camera,
     "resampler": fixture_resampler,
@@ -310,6 +481,7 @@ FIXTURES = {
     "unet2": lambda: fixture_unet(2),
     "layout": fixture_layout,
     "cfg_step": fixture_cfg_step,
+    "stages": fixture_stages,
 }
 
 

@@ -9,6 +9,10 @@
 //! - [`schedule`], [`ddim`]: the zero-terminal-SNR noise schedule and the DDIM sampler;
 //! - (to come) `transforms`: reference image -> VAE input and -> CLIP input, as upstream builds them.
 //!
+//! The stages: [`sampler`] (the guided DDIM loop, offset noise, u8 conversion), [`stage1`] (six
+//! views from the reference), [`stage2`] (six coordinate maps from the reference and the views),
+//! with seeded, device-independent noise from [`noise`].
+//!
 //! Precision follows upstream, which casts the model to fp16 on CUDA and samples under
 //! `torch.autocast`: fp16 weights, norms and softmax in fp32; on the CPU everything is fp32. The
 //! CLIP tower and the VAE enter CUDA autocast themselves when their weights are fp16
@@ -22,9 +26,13 @@ pub mod camera;
 pub mod clip;
 pub mod ddim;
 pub mod embeddings;
+pub mod noise;
 pub mod resampler;
 pub mod resblock;
+pub mod sampler;
 pub mod schedule;
+pub mod stage1;
+pub mod stage2;
 pub mod unet;
 pub mod vae;
 

@@ -211,6 +211,11 @@ impl MultiViewUNet {
         &self.cfg
     }
 
+    /// The dtype of its (non-norm) weights: the compute dtype.
+    pub fn kind(&self) -> tch::Kind {
+        self.out_conv.ws.kind()
+    }
+
     /// The cross-attention context: the text tokens `[N, T, C]` followed by the Resampler's
     /// tokens of the CLIP image tokens `ip` `[N, 257, 1280]` (upstream does this inside every
     /// forward; it depends only on the conditioning, so a sampler computes it once).
