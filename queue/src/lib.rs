@@ -15,6 +15,7 @@ mod error;
 mod handle;
 mod job;
 pub mod memory;
+pub mod redis;
 
 pub use error::{QueueError, SubmitError};
 pub use handle::{Canceller, JobHandle};

@@ -1,0 +1,33 @@
+//! The Lua scripts (one file each under `lua/`, each with a header naming its KEYS and ARGV).
+//!
+//! Every state change that must be atomic across gateways, workers and reapers is one script:
+//! the bounded push, a claim, each fenced publish, ending or returning a lease, releasing a
+//! job, reaping a dead worker. `redis::Script` sends `EVALSHA` and loads the script on
+//! `NOSCRIPT`, so a restarted Redis (empty script cache) needs nothing special.
+
+use std::sync::LazyLock;
+
+use deadpool_redis::redis::Script;
+
+/// All scripts, compiled (hashed) once per process.
+pub(crate) struct Scripts {
+    pub submit: Script,
+    pub claim: Script,
+    pub publish_part: Script,
+    pub progress: Script,
+    pub finish: Script,
+    pub requeue: Script,
+    pub release: Script,
+    pub reap: Script,
+}
+
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    submit: Script::new(include_str!("lua/submit.lua")),
+    claim: Script::new(include_str!("lua/claim.lua")),
+    publish_part: Script::new(include_str!("lua/publish_part.lua")),
+    progress: Script::new(include_str!("lua/progress.lua")),
+    finish: Script::new(include_str!("lua/finish.lua")),
+    requeue: Script::new(include_str!("lua/requeue.lua")),
+    release: Script::new(include_str!("lua/release.lua")),
+    reap: Script::new(include_str!("lua/reap.lua")),
+});

@@ -1,0 +1,236 @@
+//! The worker side: [`RedisWorkQueue`] (heartbeat, reliable pop, claim).
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_redis::redis::{self, AsyncCommands, Direction};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::lease::RedisLease;
+use super::scripts::SCRIPTS;
+use super::{backend, ms, process_id, reaper, ReapReport, RedisConfig, Shared, IDLE_TTL};
+use crate::{Failure, Job, JobId, Lease, QueueError, WorkQueue};
+
+/// Longest single `BLMOVE` block; `next` loops for longer waits. Well under the command
+/// timeout, so a blocked pop is never mistaken for a dead connection.
+const MAX_BLOCK: Duration = Duration::from_secs(2);
+
+/// The worker side of the Redis backend. One per worker process (one GPU): it owns the
+/// process's worker id, heartbeat and a reaper, all stopped on drop.
+pub struct RedisWorkQueue {
+    inner: Arc<WorkerInner>,
+    _background: DropGuard,
+}
+
+impl std::fmt::Debug for RedisWorkQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisWorkQueue").field("worker_id", &self.inner.worker_id).finish()
+    }
+}
+
+/// What the queue and its leases share.
+pub(crate) struct WorkerInner {
+    pub shared: Arc<Shared>,
+    pub worker_id: String,
+    pub inflight: String,
+}
+
+impl RedisWorkQueue {
+    /// Connects, sends the first heartbeat (so the worker is alive before it can hold a job)
+    /// and starts the heartbeat and reaper tasks.
+    pub async fn connect(cfg: RedisConfig) -> Result<Self, QueueError> {
+        let shared = Shared::connect(cfg).await?;
+        let worker_id = process_id("wk");
+        let inflight = shared.keys.inflight(&worker_id);
+        let inner = Arc::new(WorkerInner { shared: shared.clone(), worker_id, inflight });
+        beat(&inner).await?;
+        let stop = CancellationToken::new();
+        tokio::spawn(heartbeat(inner.clone(), stop.clone()));
+        reaper::spawn(shared, stop.clone());
+        Ok(RedisWorkQueue { inner, _background: stop.drop_guard() })
+    }
+
+    /// This process's worker id (unique per boot).
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// Runs the reaper once now (it also runs periodically on its own).
+    pub async fn reap_now(&self) -> Result<ReapReport, QueueError> {
+        reaper::reap_once(&self.inner.shared).await
+    }
+}
+
+#[async_trait]
+impl WorkQueue for RedisWorkQueue {
+    async fn next(&self, wait: Duration) -> Result<Option<Box<dyn Lease>>, QueueError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Pop and claim in a task of their own: if this future is dropped while BLMOVE
+            // blocks, the task still sees what BLMOVE moved and puts it back instead of
+            // stranding it in our in-flight list.
+            let (tx, rx) = oneshot::channel();
+            tokio::spawn(pop_once(self.inner.clone(), left.min(MAX_BLOCK), tx));
+            match rx.await {
+                Ok(Ok(Some(lease))) => return Ok(Some(Box::new(lease))),
+                Ok(Ok(None)) => continue,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(QueueError::Backend("the pop task ended without an answer".into())),
+            }
+        }
+    }
+}
+
+type PopReply = Result<Option<RedisLease>, QueueError>;
+
+/// One `BLMOVE` and, if it moved a job, its claim.
+async fn pop_once(inner: Arc<WorkerInner>, block: Duration, tx: oneshot::Sender<PopReply>) {
+    let keys = &inner.shared.keys;
+    let popped = async {
+        let mut conn = inner.shared.conn().await?;
+        let secs = block.as_secs_f64().max(0.01);
+        let id: Option<String> = conn
+            .blmove(keys.pending(), &inner.inflight, Direction::Right, Direction::Left, secs)
+            .await
+            .map_err(backend)?;
+        Ok::<_, QueueError>(id)
+    };
+    let id = match popped.await {
+        Ok(Some(id)) => id,
+        other => {
+            let _ = tx.send(other.map(|_| None));
+            return;
+        }
+    };
+    if tx.is_closed() {
+        put_back(&inner, &id).await;
+        return;
+    }
+    match claim(&inner, &id).await {
+        Ok(Some(lease)) => {
+            if let Err(Ok(Some(lease))) = tx.send(Ok(Some(lease))) {
+                // Nobody waits for it any more (the worker is stopping): give it back.
+                let _ = Box::new(lease).requeue().await;
+            }
+        }
+        other => {
+            let _ = tx.send(other);
+        }
+    }
+}
+
+/// Returns an unclaimed job from our in-flight list to the front of the queue.
+async fn put_back(inner: &WorkerInner, id: &str) {
+    let back = async {
+        let mut conn = inner.shared.conn().await?;
+        redis::pipe()
+            .atomic()
+            .lrem(&inner.inflight, 0, id)
+            .ignore()
+            .rpush(inner.shared.keys.pending(), id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(backend)
+    };
+    if let Err(e) = back.await {
+        tracing::warn!(job = id, error = %e, "putting back an unclaimed job failed; the reaper will");
+    }
+}
+
+/// Claims a job we moved into our in-flight list; `None` when it was skipped.
+async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLease>, QueueError> {
+    let keys = &inner.shared.keys;
+    let mut conn = inner.shared.conn().await?;
+    let Ok(uuid) = raw_id.parse() else {
+        tracing::error!(id = raw_id, "dropping a malformed job id from the queue");
+        let _: i64 = conn.lrem(&inner.inflight, 0, raw_id).await.map_err(backend)?;
+        return Ok(None);
+    };
+    let id = JobId(uuid);
+    let reply: Vec<String> = SCRIPTS
+        .claim
+        .key(keys.job(id))
+        .key(&inner.inflight)
+        .key(keys.client_alive(id))
+        .key(keys.image(id))
+        .arg(raw_id)
+        .arg(&inner.worker_id)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(backend)?;
+    match reply.first().map(String::as_str) {
+        Some("ok") if reply.len() == 6 => {}
+        Some("skip") => {
+            tracing::info!(job = %id, reason = reply.get(1).map(String::as_str), "skipped a job nobody waits for");
+            return Ok(None);
+        }
+        _ => return Ok(None), // 'gone': a reaper took it back meanwhile
+    }
+    let num = |i: usize| reply[i].parse::<u64>().map_err(|_| QueueError::Backend("bad claim reply".into()));
+    let (attempt, submitted_ms, deadline_ms, now_ms) = (num(1)? as u32, num(2)?, num(3)?, num(4)?);
+    let image: Option<Bytes> = conn.get(keys.image(id)).await.map_err(backend)?;
+    drop(conn);
+    let job = Job {
+        id,
+        image: image.unwrap_or_default(),
+        submitted_at: UNIX_EPOCH + Duration::from_millis(submitted_ms),
+        deadline: UNIX_EPOCH + Duration::from_millis(deadline_ms),
+        attempt,
+    };
+    // The deadline by Redis' clock, turned into this machine's monotonic clock.
+    let local_deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let lease = RedisLease::start(inner.clone(), job, local_deadline);
+    if lease.job().image.is_empty() {
+        let failure = Failure::new(
+            img3d_protocol::FailureCode::Internal,
+            "the input image expired in the queue; retry",
+        );
+        let _ = Box::new(lease).fail(failure).await;
+        return Ok(None);
+    }
+    Ok(Some(lease))
+}
+
+/// One heartbeat: the alive key with its TTL, and membership of the workers set (re-added
+/// after a reaper removed us while we were paused). The set and our in-flight list get the
+/// idle TTL, so a deployment that stopped for good leaves no keys behind.
+async fn beat(inner: &WorkerInner) -> Result<(), QueueError> {
+    let keys = &inner.shared.keys;
+    let idle = ms(IDLE_TTL) as i64;
+    let mut conn = inner.shared.conn().await?;
+    redis::pipe()
+        .pset_ex(keys.worker_alive(&inner.worker_id), 1, ms(inner.shared.cfg.heartbeat_ttl))
+        .ignore()
+        .sadd(keys.workers(), &inner.worker_id)
+        .ignore()
+        .pexpire(keys.workers(), idle)
+        .ignore()
+        .pexpire(&inner.inflight, idle)
+        .ignore()
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(backend)
+}
+
+async fn heartbeat(inner: Arc<WorkerInner>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(inner.shared.cfg.heartbeat_ttl / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = beat(&inner).await {
+            tracing::warn!(worker = %inner.worker_id, error = %e, "heartbeat failed");
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Failure handling of the Redis backend, in-process: dead and paused workers, the reaper,
+//! poison jobs, dead gateways, a lost pub/sub connection, a restarted Redis.
+//!
+//! Tests on the shared Redis (`REDIS_URL`) use a unique prefix; tests that break Redis start
+//! their own `redis-server` on a free port.
+
+#[path = "common/redis_server.rs"]
+mod redis_server;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use deadpool_redis::redis::{self, AsyncCommands};
+use img3d_protocol::{FailureCode, PartName, PARTS};
+use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
+use img3d_queue::{JobEvent, JobHandle, JobQueue, Lease, NewJob, QueueError, WorkQueue};
+use redis_server::RedisServer;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(LIMIT, fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn shared_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Settings with timings short enough for tests: a worker is dead 400 ms after its last beat.
+fn fast(url: String) -> RedisConfig {
+    let mut cfg = RedisConfig::new(url, format!("img3d-test:{}", uuid::Uuid::new_v4().simple()));
+    cfg.heartbeat_ttl = Duration::from_millis(400);
+    cfg.client_ttl = Duration::from_millis(600);
+    cfg.reap_interval = Duration::from_millis(100);
+    cfg.cancel_poll = Duration::from_millis(50);
+    cfg.resync_interval = Duration::from_millis(500);
+    cfg.command_timeout = Duration::from_secs(3);
+    cfg
+}
+
+fn job(tag: &str) -> NewJob {
+    NewJob { image: Bytes::from(format!("image-{tag}")), timeout: Duration::from_secs(30) }
+}
+
+fn part(name: PartName) -> Bytes {
+    Bytes::from(format!("bytes of {name}").repeat(100))
+}
+
+async fn pop(work: &RedisWorkQueue) -> Box<dyn Lease> {
+    bounded("a job", work.next(LIMIT)).await.expect("next").expect("no job came")
+}
+
+async fn publish_all(lease: &dyn Lease) {
+    for name in PARTS {
+        lease.publish_part(name, part(name)).await.expect("publish");
+    }
+}
+
+/// Reads the whole event stream: Started, the three parts exactly once and in order, Completed.
+async fn expect_complete(handle: &mut JobHandle) {
+    let mut events = Vec::new();
+    while let Some(e) = bounded("an event", handle.next_event()).await {
+        events.push(e);
+    }
+    let parts: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            JobEvent::Part(p) => Some(p.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(events.first(), Some(&JobEvent::Started), "events: {events:?}");
+    assert_eq!(events.last(), Some(&JobEvent::Completed), "events: {events:?}");
+    assert_eq!(parts.len(), 3, "each part exactly once");
+    for (p, name) in parts.iter().zip(PARTS) {
+        assert_eq!(p.name, name);
+        assert_eq!(p.bytes, part(name));
+    }
+}
+
+async fn expect_failed(handle: &mut JobHandle) -> img3d_queue::Failure {
+    loop {
+        match bounded("a failure", handle.next_event()).await {
+            Some(JobEvent::Failed(f)) => return f,
+            Some(JobEvent::Completed) | None => panic!("expected a failure"),
+            Some(_) => {}
+        }
+    }
+}
+
+/// A worker that stops beating (paused past its TTL) loses its job to another worker: the job
+/// re-runs as attempt 2, the paused worker's token fires, its late publishes are refused, and
+/// the client gets each part once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_worker_is_fenced_off() {
+    let cfg = fast(shared_url());
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let a = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+    let mut handle = gateway.submit(job("x")).await.unwrap();
+    let stale = pop(&a).await;
+    stale.publish_part(PartName::PixelImages, part(PartName::PixelImages)).await.unwrap();
+    drop(a); // its heartbeat stops; the lease object lives on, like a SIGSTOPped process
+
+    let b = RedisWorkQueue::connect(cfg).await.unwrap();
+    let fresh = pop(&b).await;
+    assert_eq!(fresh.job().attempt, 2);
+    bounded("the stale lease's token", stale.cancel_token().cancelled()).await;
+    let late = stale.publish_part(PartName::XyzImages, part(PartName::XyzImages)).await;
+    assert!(matches!(late, Err(QueueError::LeaseLost(_))), "{late:?}");
+    publish_all(&*fresh).await;
+    fresh.complete().await.unwrap();
+    assert!(matches!(stale.complete().await, Err(QueueError::LeaseLost(_))));
+    expect_complete(&mut handle).await;
+}
+
+/// A job whose worker dies `max_attempts` times is failed for good and its client told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_job_fails_after_max_attempts() {
+    let mut cfg = fast(shared_url());
+    cfg.max_attempts = 2;
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let mut handle = gateway.submit(job("poison")).await.unwrap();
+    let mut dead_leases = Vec::new();
+    for attempt in 1..=2 {
+        let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+        let lease = pop(&worker).await;
+        assert_eq!(lease.job().attempt, attempt);
+        dead_leases.push(lease); // the worker "dies" holding it
+    }
+    let failure = expect_failed(&mut handle).await;
+    assert_eq!(failure.code, FailureCode::Internal);
+    assert!(failure.message.contains("interrupted 2 times"), "{}", failure.message);
+    let worker = RedisWorkQueue::connect(cfg).await.unwrap();
+    assert!(worker.next(Duration::from_millis(300)).await.unwrap().is_none(), "a failed job ran again");
+}
+
+/// Reapers in several processes at once return each job of a dead worker exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reapers_requeue_each_job_once() {
+    let mut cfg = fast(shared_url());
+    cfg.reap_interval = Duration::from_secs(3600); // only the explicit passes below
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let mut handles = Vec::new();
+    for i in 0..6 {
+        handles.push(gateway.submit(job(&i.to_string())).await.unwrap());
+    }
+    // Started before the worker dies: each process also reaps once as it starts.
+    let mut reapers = Vec::new();
+    for _ in 0..4 {
+        reapers.push(RedisJobQueue::connect(cfg.clone()).await.unwrap());
+    }
+    let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        held.push(pop(&worker).await);
+    }
+    drop(worker);
+    tokio::time::sleep(cfg.heartbeat_ttl + Duration::from_millis(200)).await;
+    let reports = futures::future::join_all(reapers.iter().map(|r| r.reap_now())).await;
+    let requeued: u64 = reports.iter().map(|r| r.as_ref().unwrap().requeued).sum();
+    let dead: u64 = reports.iter().map(|r| r.as_ref().unwrap().dead_workers).sum();
+    assert_eq!((requeued, dead), (6, 1), "{reports:?}");
+    let mut conn =
+        redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let pending: Vec<String> = conn.lrange(format!("{}:pending", cfg.prefix), 0, -1).await.unwrap();
+    assert_eq!(pending.iter().collect::<HashSet<_>>().len(), 6, "pending: {pending:?}");
+    assert_eq!(pending.len(), 6);
+}
+
+/// When a gateway dies, its queued jobs are skipped and its running job's token fires (its
+/// client-alive keys expire), so no GPU time goes to jobs nobody waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_gateway_jobs_are_dropped() {
+    let cfg = fast(shared_url());
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+    let running = gateway.submit(job("running")).await.unwrap();
+    let queued = gateway.submit(job("queued")).await.unwrap();
+    let lease = pop(&worker).await;
+    // The gateway process dies: nothing of it runs any more, not even the handles' drops.
+    std::mem::forget((running, queued));
+    drop(gateway);
+    bounded("the running job's token", lease.cancel_token().cancelled()).await;
+    tokio::time::sleep(cfg.client_ttl).await;
+    assert!(worker.next(Duration::from_millis(300)).await.unwrap().is_none(), "an abandoned job started");
+    let _ = lease.fail(img3d_queue::Failure::new(FailureCode::Cancelled, "client gone")).await;
+}
+
+/// Notices published while the gateway's pub/sub connection is down are recovered from the
+/// job's stored state as soon as it resubscribes (the periodic resync is off here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notices_missed_during_pubsub_outage_are_recovered() {
+    let server = RedisServer::start(&[]);
+    let mut cfg = fast(server.url(""));
+    cfg.resync_interval = Duration::from_secs(3600);
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+    let mut handle = gateway.submit(job("x")).await.unwrap();
+    let lease = pop(&worker).await;
+    let mut admin =
+        redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    // Cut the subscription and keep it from coming back while the worker finishes.
+    let () =
+        redis::cmd("ACL").arg(&["SETUSER", "default", "-subscribe"]).query_async(&mut admin).await.unwrap();
+    let _: i64 = redis::cmd("CLIENT").arg(&["KILL", "TYPE", "pubsub"]).query_async(&mut admin).await.unwrap();
+    publish_all(&*lease).await;
+    lease.complete().await.unwrap();
+    let subscribers: Vec<(String, i64)> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(format!("{}:gateway:{}:notices", cfg.prefix, gateway.gateway_id()))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(subscribers[0].1, 0, "the notices above must have gone to nobody");
+    let () =
+        redis::cmd("ACL").arg(&["SETUSER", "default", "+subscribe"]).query_async(&mut admin).await.unwrap();
+    expect_complete(&mut handle).await;
+}
+
+/// A Redis restart (all state lost) fails the jobs in flight promptly, cancels their workers,
+/// and new jobs then succeed with the same gateway and worker objects (pool and pub/sub
+/// reconnect).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_fails_in_flight_jobs_then_recovers() {
+    let mut server = RedisServer::start(&[]);
+    let cfg = fast(server.url(""));
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+    let mut handle = gateway.submit(job("before")).await.unwrap();
+    let lease = pop(&worker).await;
+    server.restart();
+    let failure = expect_failed(&mut handle).await;
+    assert_eq!(failure.code, FailureCode::Internal, "{failure:?}");
+    bounded("the lost lease's token", lease.cancel_token().cancelled()).await;
+    assert!(lease.publish_part(PartName::PixelImages, part(PartName::PixelImages)).await.is_err());
+
+    let mut handle = bounded("a submit after the restart", async {
+        loop {
+            match gateway.submit(job("after")).await {
+                Ok(h) => break h,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    })
+    .await;
+    let lease = bounded("a pop after the restart", async {
+        loop {
+            if let Ok(Some(lease)) = worker.next(Duration::from_secs(1)).await {
+                break lease;
+            }
+        }
+    })
+    .await;
+    publish_all(&*lease).await;
+    lease.complete().await.unwrap();
+    expect_complete(&mut handle).await;
+}
+
+/// A password-protected Redis works with the password in the URL and refuses a wrong one
+/// with an error that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_in_url() {
+    let server = RedisServer::start(&["--requirepass", "s3cret"]);
+    let err = RedisJobQueue::connect(fast(server.url(":wrong@"))).await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("pass") || err.contains("auth"), "{err}");
+    let cfg = fast(server.url(":s3cret@"));
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let worker = RedisWorkQueue::connect(cfg).await.unwrap();
+    let mut handle = gateway.submit(job("x")).await.unwrap();
+    let lease = pop(&worker).await;
+    publish_all(&*lease).await;
+    lease.complete().await.unwrap();
+    expect_complete(&mut handle).await;
+}
