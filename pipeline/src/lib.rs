@@ -6,13 +6,25 @@
 //! -> `generate3d` (triplane UNet, FlexiCubes, UV texture, OBJ/MTL/PNG zip).
 //!
 //! The crate knows nothing of queues or sockets: [`Pipeline::run`] takes image bytes, a cancel
-//! flag and a sink for parts and progress.
+//! flag and a sink for parts and progress. Models come as a bundle directory ([`bundle`]):
+//! converted from the official checkpoints by `tools/convert.py` (downloaded on first use by
+//! [`download`]), or the tiny random-weight bundle ([`tiny`]).
 
+pub mod bundle;
+pub mod config;
 pub mod device;
 pub mod diffusion;
 pub mod error;
+pub mod pipeline;
+pub mod preprocess;
+pub mod registry;
+pub mod resample;
 pub mod stages;
+pub mod tiny;
+pub mod u2net;
 pub mod weights;
 
+pub use config::BundleConfig;
 pub use device::DeviceSpec;
 pub use error::PipelineError;
+pub use pipeline::{Event, Part, Pipeline};

@@ -1,0 +1,216 @@
+//! The whole pipeline: a bundle loaded onto a device, run on image bytes, publishing each part
+//! the moment it exists.
+//!
+//! ```text
+//! bytes -> preprocess -> MultiView::stage1 -> pixel_images.png
+//!                     -> MultiView::stage2 -> xyz_images.png
+//!                     -> Reconstruction::generate3d -> output3d.zip
+//! ```
+//!
+//! The stages come from the registry ([`crate::registry`]). A stage this build or this bundle
+//! lacks is named in [`Pipeline::describe`] and makes [`Pipeline::run`] fail with
+//! [`PipelineError::Unavailable`] right where it would be needed (after preprocessing for the
+//! diffusion, after the two images for the reconstruction): no part is ever faked.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use image::RgbImage;
+use tch::Device;
+
+use crate::bundle::Bundle;
+use crate::config::BundleConfig;
+use crate::preprocess::Preprocessor;
+use crate::registry::{self, LoadedStage, StageKind};
+use crate::stages::{MultiView, Reconstruction, Stage, StepCtl};
+use crate::{DeviceSpec, PipelineError};
+
+/// Width and height of each stage's output strip: six 256x256 views side by side.
+pub const STRIP: (u32, u32) = (1536, 256);
+
+/// A result part, in protocol order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Stage 1's six views, PNG.
+    PixelImages,
+    /// Stage 2's six coordinate maps, PNG.
+    XyzImages,
+    /// The textured mesh, ZIP (OBJ + MTL + PNG).
+    Output3d,
+}
+
+/// What a run reports, in order.
+#[derive(Debug)]
+pub enum Event {
+    /// `step` of `total` done in `stage`.
+    Progress {
+        /// The stage.
+        stage: Stage,
+        /// Steps done.
+        step: u32,
+        /// Steps in the stage.
+        total: u32,
+    },
+    /// A finished part.
+    Part {
+        /// Which part.
+        part: Part,
+        /// Its file bytes.
+        bytes: Vec<u8>,
+    },
+}
+
+/// The loaded pipeline. `Send + Sync`: one instance serves every job of a worker.
+pub struct Pipeline {
+    bundle: Bundle,
+    device: Device,
+    preprocessor: Preprocessor,
+    multiview: Option<Arc<dyn MultiView>>,
+    recon: Option<Arc<dyn Reconstruction>>,
+    missing: Vec<String>,
+    load_time: Duration,
+}
+
+impl Pipeline {
+    /// Loads the bundle in `bundle_dir` onto `device`: U-2-Net and every registered stage the
+    /// bundle configures. Logs and records how long it took.
+    pub fn load(bundle_dir: &Path, device: DeviceSpec) -> Result<Self, PipelineError> {
+        let start = Instant::now();
+        let device = device.resolve()?;
+        let bundle = Bundle::open(bundle_dir)?;
+        let preprocessor = Preprocessor::load(&bundle, device)?;
+        let (mut multiview, mut recon, mut missing) = (None, None, Vec::new());
+        for provider in registry::providers() {
+            let Some(config) = bundle.config().stages.get(provider.name()) else {
+                missing.push(format!(
+                    "{} (the bundle has no `{}` config: convert it again)",
+                    provider.kind().describe(),
+                    provider.name()
+                ));
+                continue;
+            };
+            match provider.load(&bundle, config, device)? {
+                LoadedStage::MultiView(s) => multiview = Some(s),
+                LoadedStage::Reconstruction(s) => recon = Some(s),
+            }
+        }
+        for kind in registry::missing_kinds() {
+            missing.push(format!("{} (not in this build yet)", kind.describe()));
+        }
+        let load_time = start.elapsed();
+        let pipeline = Pipeline { bundle, device, preprocessor, multiview, recon, missing, load_time };
+        tracing::info!(ms = load_time.as_secs_f64() * 1e3, "{}", pipeline.describe());
+        Ok(pipeline)
+    }
+
+    /// One line: bundle, device, load time, missing stages, and a warning for random weights.
+    pub fn describe(&self) -> String {
+        let mut line = format!(
+            "{} at {} on {:?}, loaded in {:.2} s",
+            self.bundle.config().summary(),
+            self.bundle.dir().display(),
+            self.device,
+            self.load_time.as_secs_f64()
+        );
+        if !self.missing.is_empty() {
+            line += &format!("; missing stage(s): {}", self.missing.join(", "));
+        }
+        line
+    }
+
+    /// The bundle's config.
+    pub fn config(&self) -> &BundleConfig {
+        self.bundle.config()
+    }
+
+    /// The device it runs on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// How long [`Pipeline::load`] took.
+    pub fn load_time(&self) -> Duration {
+        self.load_time
+    }
+
+    /// The stages this pipeline lacks, described (empty when complete).
+    pub fn missing_stages(&self) -> &[String] {
+        &self.missing
+    }
+
+    /// The preprocessing step alone: image bytes -> square RGB reference on grey.
+    pub fn preprocess(&self, image: &[u8]) -> Result<RgbImage, PipelineError> {
+        self.preprocessor.run(image)
+    }
+
+    /// Runs one job. `cancelled` is checked between steps; `on_event` receives progress and
+    /// each part as soon as it exists (an error from it ends the run with that error).
+    pub fn run(
+        &self,
+        image: &[u8],
+        cancelled: &dyn Fn() -> bool,
+        on_event: &mut dyn FnMut(Event) -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
+        let seed = self.config().defaults.seed;
+        let check = || if cancelled() { Err(PipelineError::Cancelled) } else { Ok(()) };
+        // 1. preprocess
+        check()?;
+        on_event(Event::Progress { stage: Stage::Preprocess, step: 0, total: 1 })?;
+        let reference = self.preprocessor.run(image)?;
+        on_event(Event::Progress { stage: Stage::Preprocess, step: 1, total: 1 })?;
+        check()?;
+        // Progress is advisory: a failing sink surfaces at the next part.
+        let mut progress = |stage, step, total| {
+            let _ = on_event(Event::Progress { stage, step, total });
+        };
+        // 2. stage 1 and 2
+        let multiview = self.multiview.as_ref().ok_or_else(|| self.unavailable(StageKind::MultiView))?;
+        let views = multiview.stage1(&reference, seed, &mut StepCtl::new(cancelled, &mut progress))?;
+        check_strip("stage 1", &views)?;
+        on_event(Event::Part { part: Part::PixelImages, bytes: encode_png(&views)? })?;
+        check()?;
+        let mut progress = |stage, step, total| {
+            let _ = on_event(Event::Progress { stage, step, total });
+        };
+        let xyzs = multiview.stage2(&reference, &views, seed, &mut StepCtl::new(cancelled, &mut progress))?;
+        check_strip("stage 2", &xyzs)?;
+        on_event(Event::Part { part: Part::XyzImages, bytes: encode_png(&xyzs)? })?;
+        check()?;
+        // 3. reconstruction and export
+        let recon = self.recon.as_ref().ok_or_else(|| self.unavailable(StageKind::Reconstruction))?;
+        let mut progress = |stage, step, total| {
+            let _ = on_event(Event::Progress { stage, step, total });
+        };
+        let zip = recon.generate3d(&views, &xyzs, seed, &mut StepCtl::new(cancelled, &mut progress))?;
+        on_event(Event::Part { part: Part::Output3d, bytes: zip })
+    }
+
+    fn unavailable(&self, kind: StageKind) -> PipelineError {
+        PipelineError::Unavailable(format!(
+            "this pipeline has no {} stage; missing: {}",
+            kind.describe(),
+            self.missing.join(", ")
+        ))
+    }
+}
+
+/// Checks a stage's output is the 1536x256 strip the protocol's PNG holds.
+fn check_strip(stage: &str, img: &RgbImage) -> Result<(), PipelineError> {
+    if img.dimensions() == STRIP {
+        Ok(())
+    } else {
+        Err(PipelineError::Internal(format!(
+            "{stage} produced a {:?} image, expected {STRIP:?}",
+            img.dimensions()
+        )))
+    }
+}
+
+/// PNG file bytes of an RGB image.
+pub fn encode_png(img: &RgbImage) -> Result<Vec<u8>, PipelineError> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .map_err(|e| PipelineError::Internal(format!("PNG encoding: {e}")))?;
+    Ok(out)
+}
