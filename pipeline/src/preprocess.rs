@@ -22,6 +22,7 @@
 //! what upstream does and what its diffusion model was run on, so we keep it.
 
 use std::io::Cursor;
+use std::path::Path;
 use std::sync::Mutex;
 
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage, RgbaImage};
@@ -59,9 +60,28 @@ impl Preprocessor {
         let mut vs = VarStore::new(device);
         let net = U2net::new(&vs.root(), &config.u2net);
         bundle.load_component(&mut vs, U2NET)?;
+        Ok(Self::assemble(config.preprocess.clone(), net, config.u2net.clone(), vs))
+    }
+
+    /// Preprocessing with U-2-Net of architecture `u2net` loaded strictly from the safetensors
+    /// file `weights`.
+    pub fn with_weights(
+        cfg: PreprocessConfig,
+        u2net: &U2netConfig,
+        weights: &Path,
+        device: Device,
+    ) -> Result<Self, PipelineError> {
+        let mut vs = VarStore::new(device);
+        let net = U2net::new(&vs.root(), u2net);
+        crate::weights::load_strict(&mut vs, weights)?;
+        Ok(Self::assemble(cfg, net, u2net.clone(), vs))
+    }
+
+    fn assemble(cfg: PreprocessConfig, net: U2net, u2cfg: U2netConfig, mut vs: VarStore) -> Self {
         vs.freeze();
-        let u2net = LoadedU2net { net, cfg: config.u2net.clone(), device, _vs: vs };
-        Ok(Preprocessor { cfg: config.preprocess.clone(), u2net: Some(Mutex::new(u2net)) })
+        let device = vs.device();
+        let u2net = LoadedU2net { net, cfg: u2cfg, device, _vs: vs };
+        Preprocessor { cfg, u2net: Some(Mutex::new(u2net)) }
     }
 
     /// Image file bytes -> the square RGB reference image on grey.
