@@ -1,5 +1,16 @@
-//! The img3d worker: one job at a time per GPU, the pipeline in `spawn_blocking`.
+//! The img3d worker: one job at a time per GPU, the pipeline in `spawn_blocking`, each part
+//! published the moment it exists; also the all-in-one standalone server and the one-shot
+//! `run` mode.
 
+pub mod cli;
+pub mod crm;
+mod job_loop;
+mod once;
 pub mod pipeline;
+mod sink;
+pub mod standalone;
 
+pub use crm::ModelSpec;
+pub use job_loop::{run, run_with, WorkerOptions};
+pub use once::run_once;
 pub use pipeline::{JobSink, Pipeline, PipelineFailure};

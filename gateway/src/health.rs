@@ -1,0 +1,143 @@
+//! `GET /healthz` (alive), `GET /readyz` (ready to take jobs, or why not), `GET /metrics`.
+//!
+//! Liveness is cheap and always 200 while the process serves HTTP. Readiness is 503 with a
+//! reason while draining, while the queue is unreachable, or while a component (the model)
+//! is not ready — and it turns 503 first thing when a drain begins, so a load balancer stops
+//! sending clients before connections are closed.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use img3d_queue::JobQueue;
+
+use crate::{ClientError, Metrics, Shutdown};
+
+/// How long `/readyz` waits for the queue before calling it unreachable.
+const QUEUE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The state of one component that readiness depends on (e.g. `model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Component {
+    /// Still starting (e.g. loading weights): jobs may queue, the process is not ready.
+    Starting(String),
+    /// Ready; the text says what it is (e.g. which bundle on which device).
+    Ready(String),
+    /// Failed for good: no job can run here; new jobs are refused with `unavailable`.
+    Failed(String),
+}
+
+/// Readiness of the parts of this process.
+#[derive(Debug, Default)]
+pub struct Health {
+    components: Mutex<BTreeMap<String, Component>>,
+}
+
+impl Health {
+    /// No components yet (ready as far as they go).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets a component's state.
+    pub fn set(&self, name: &str, state: Component) {
+        self.components.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), state);
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, Component> {
+        self.components.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a new job may be accepted: refused only when a component failed for good.
+    pub fn admit(&self) -> Result<(), ClientError> {
+        for (name, state) in self.snapshot() {
+            if let Component::Failed(reason) = state {
+                return Err(ClientError::Unavailable(format!(
+                    "this server cannot run jobs ({name}: {reason}); retry on another server"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the operational endpoints look at.
+pub struct Ops {
+    /// Component readiness.
+    pub health: Arc<Health>,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// The queue, probed by `/readyz` and sampled by `/metrics` (None: no queue to probe).
+    pub queue: Option<Arc<dyn JobQueue>>,
+    /// Draining makes the process not ready.
+    pub shutdown: Shutdown,
+}
+
+impl std::fmt::Debug for Ops {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ops").field("health", &self.health).finish_non_exhaustive()
+    }
+}
+
+/// The `/healthz`, `/readyz` and `/metrics` routes.
+pub fn ops_router(ops: Arc<Ops>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(ops)
+}
+
+async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    let mut ready = true;
+    let mut lines = Vec::new();
+    if ops.shutdown.is_draining() {
+        ready = false;
+        lines.push("draining: shutting down, not taking new jobs".to_owned());
+    }
+    if let Some(queue) = &ops.queue {
+        match tokio::time::timeout(QUEUE_PROBE_TIMEOUT, queue.stats()).await {
+            Ok(Ok(stats)) => {
+                lines.push(format!("queue: ok ({} waiting, {} running)", stats.depth, stats.running))
+            }
+            Ok(Err(e)) => {
+                ready = false;
+                lines.push(format!("queue: unreachable: {e}"));
+            }
+            Err(_) => {
+                ready = false;
+                lines.push(format!("queue: no answer within {QUEUE_PROBE_TIMEOUT:?}"));
+            }
+        }
+    }
+    for (name, state) in ops.health.snapshot() {
+        match state {
+            Component::Ready(what) => lines.push(format!("{name}: ready: {what}")),
+            Component::Starting(what) => {
+                ready = false;
+                lines.push(format!("{name}: starting: {what}"));
+            }
+            Component::Failed(why) => {
+                ready = false;
+                lines.push(format!("{name}: failed: {why}"));
+            }
+        }
+    }
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let head = if ready { "ready" } else { "not ready" };
+    (status, format!("{head}\n{}\n", lines.join("\n")))
+}
+
+async fn metrics(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
+    if let Some(queue) = &ops.queue {
+        if let Ok(Ok(stats)) = tokio::time::timeout(QUEUE_PROBE_TIMEOUT, queue.stats()).await {
+            ops.metrics.set_queue(&stats);
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], ops.metrics.render())
+}

@@ -1,0 +1,36 @@
+//! The `img3d-gateway` binary: refuses plainly while the Redis backend is missing.
+
+use std::process::Command;
+
+/// Without the Redis backend built in, the gateway exits 1 with a reason instead of pretending.
+#[test]
+fn gateway_without_redis_backend_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_img3d-gateway"))
+        .args(["--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:6379"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Redis queue backend is not built yet"), "{err}");
+}
+
+/// `--help` documents every limit with its environment variable.
+#[test]
+fn help_lists_every_limit() {
+    let out = Command::new(env!("CARGO_BIN_EXE_img3d-gateway")).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for env in [
+        "IMG3D_IDLE_TIMEOUT",
+        "IMG3D_JOB_TIMEOUT",
+        "IMG3D_PING_INTERVAL",
+        "IMG3D_MAX_IMAGE_SIZE",
+        "IMG3D_MAX_FRAME_SIZE",
+        "IMG3D_MAX_PIXELS",
+        "IMG3D_MAX_CONNECTIONS",
+        "IMG3D_MAX_QUEUE",
+        "IMG3D_DRAIN_DEADLINE",
+        "IMG3D_REDIS",
+    ] {
+        assert!(help.contains(env), "missing {env}");
+    }
+}

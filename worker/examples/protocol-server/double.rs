@@ -1,0 +1,118 @@
+//! A pipeline test double: valid placeholder parts derived from the input image, after a
+//! configurable delay. No model, no libtorch work. Used by the protocol test server and by
+//! tests; never reachable from the shipped binaries (it lives under examples/).
+
+use std::io::{Cursor, Write};
+use std::time::{Duration, Instant};
+
+use image::{imageops, DynamicImage, ImageFormat, RgbImage};
+use img3d_protocol::{FailureCode, PartName, ProgressStage};
+use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+
+/// Width and height of one view, as the real pipeline's.
+const VIEW: u32 = 256;
+
+/// The double: decodes the input and returns placeholder parts of the real shapes.
+#[derive(Debug, Clone)]
+pub struct PlaceholderPipeline {
+    /// Total time a job takes, spread over the three parts.
+    pub delay: Duration,
+}
+
+impl PlaceholderPipeline {
+    /// Waits `d`, checking for cancellation every 10 ms like a diffusion loop between steps.
+    fn work(&self, sink: &mut dyn JobSink, stage: ProgressStage, d: Duration) -> Result<(), PipelineFailure> {
+        let start = Instant::now();
+        let total = 10;
+        for step in 0..total {
+            sink.progress(stage, step, total);
+            while start.elapsed() < d * (step + 1) / total {
+                if sink.is_cancelled() {
+                    return Err(PipelineFailure::cancelled());
+                }
+                std::thread::sleep(Duration::from_millis(10).min(d / total + Duration::from_millis(1)));
+            }
+        }
+        if sink.is_cancelled() {
+            return Err(PipelineFailure::cancelled());
+        }
+        Ok(())
+    }
+}
+
+fn png(image: &RgbImage) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, ImageFormat::Png).expect("encoding a PNG in memory");
+    out.into_inner()
+}
+
+/// Six views side by side: the input, then five hue-shifted copies (1536x256).
+pub fn views(input: &RgbImage, shift: impl Fn(usize, [u8; 3]) -> [u8; 3]) -> RgbImage {
+    let mut strip = RgbImage::new(VIEW * 6, VIEW);
+    for v in 0..6 {
+        let mut view = input.clone();
+        for p in view.pixels_mut() {
+            p.0 = shift(v, p.0);
+        }
+        imageops::replace(&mut strip, &view, i64::from(VIEW) * v as i64, 0);
+    }
+    strip
+}
+
+/// A zip with a textured cube: `mesh.obj`, `mesh.mtl`, `mesh.png` (the input as texture).
+pub fn mesh_zip(texture: &RgbImage) -> Vec<u8> {
+    let mut obj = String::from("# placeholder cube from the img3d protocol test double\nmtllib mesh.mtl\n");
+    for (x, y, z) in
+        [(-1, -1, -1), (1, -1, -1), (1, 1, -1), (-1, 1, -1), (-1, -1, 1), (1, -1, 1), (1, 1, 1), (-1, 1, 1)]
+    {
+        obj.push_str(&format!("v {x} {y} {z}\n"));
+    }
+    obj.push_str("vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl material0\n");
+    for [a, b, c, d] in [[1, 2, 3, 4], [5, 8, 7, 6], [1, 5, 6, 2], [2, 6, 7, 3], [3, 7, 8, 4], [5, 1, 4, 8]] {
+        obj.push_str(&format!("f {a}/1 {b}/2 {c}/3 {d}/4\n"));
+    }
+    let mtl = "newmtl material0\nKa 1 1 1\nKd 1 1 1\nmap_Kd mesh.png\n";
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default();
+    for (name, bytes) in
+        [("mesh.obj", obj.into_bytes()), ("mesh.mtl", mtl.as_bytes().to_vec()), ("mesh.png", png(texture))]
+    {
+        zip.start_file(name, options).expect("zip entry");
+        zip.write_all(&bytes).expect("zip write");
+    }
+    zip.finish().expect("zip finish").into_inner()
+}
+
+impl Pipeline for PlaceholderPipeline {
+    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+        let input = image::load_from_memory(image).map_err(|e| {
+            PipelineFailure::new(FailureCode::InvalidImage, format!("cannot decode the image: {e}"))
+        })?;
+        let square = DynamicImage::ImageRgb8(input.to_rgb8())
+            .resize_exact(VIEW, VIEW, imageops::FilterType::Triangle)
+            .to_rgb8();
+        let step = self.delay / 3;
+
+        self.work(sink, ProgressStage::Stage1, step)?;
+        let pixels = views(&square, |v, [r, g, b]| match v % 3 {
+            0 => [r, g, b],
+            1 => [g, b, r],
+            _ => [b, r, g],
+        });
+        sink.part(PartName::PixelImages, png(&pixels))?;
+
+        self.work(sink, ProgressStage::Stage2, step)?;
+        let xyz = views(&square, |v, [r, g, b]| [255 - r, 255 - g, (b as usize + v * 40) as u8]);
+        sink.part(PartName::XyzImages, png(&xyz))?;
+
+        self.work(sink, ProgressStage::Export, step)?;
+        sink.part(PartName::Output3d, mesh_zip(&square))
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "protocol test double: placeholder parts derived from the input after {:?}, NO model",
+            self.delay
+        )
+    }
+}

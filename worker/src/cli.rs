@@ -1,0 +1,111 @@
+//! The `img3d-worker` command line (in the library so tests can check it).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use img3d_gateway::GatewayConfig;
+use img3d_pipeline::DeviceSpec;
+
+use crate::ModelSpec;
+
+/// The img3d worker: runs the CRM image-to-3D pipeline on jobs from a Redis queue (one job at
+/// a time per GPU), or as an all-in-one server (`standalone`), or once on a file (`run`).
+#[derive(Debug, Parser)]
+#[command(name = "img3d-worker", version, about)]
+pub struct Cli {
+    /// Mode; without one, takes jobs from Redis (needs --redis and --model).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Options of the Redis queue worker (no subcommand).
+    #[command(flatten)]
+    pub queue: QueueWorkerArgs,
+}
+
+/// The modes besides the queue worker.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Gateway + in-process queue + worker in one process: the single-machine default.
+    Standalone(StandaloneArgs),
+    /// Runs the pipeline once on an image file and writes the three parts to a directory.
+    Run(RunArgs),
+}
+
+/// Which model on which device.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model: `tiny` (small random-weight bundle: output is noise, for tests and demos), `crm`
+    /// (the converted official weights) or a bundle directory.
+    #[arg(long, env = "IMG3D_MODEL")]
+    pub model: ModelSpec,
+
+    /// Device: `auto` (first CUDA GPU if any, else CPU), `cpu`, or `cuda:N`.
+    #[arg(long, env = "IMG3D_DEVICE", default_value = "auto")]
+    pub device: DeviceSpec,
+}
+
+/// `img3d-worker --redis URL --model M`: takes jobs from Redis.
+#[derive(Debug, Clone, Args)]
+pub struct QueueWorkerArgs {
+    /// Redis URL of the job queue shared with the gateways (e.g. redis://127.0.0.1:6379).
+    #[arg(long, env = "IMG3D_REDIS")]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis key (must match the gateways').
+    #[arg(long, env = "IMG3D_PREFIX", default_value = "img3d")]
+    pub prefix: String,
+
+    /// Model: `tiny`, `crm` or a bundle directory (see `standalone --help`).
+    #[arg(long, env = "IMG3D_MODEL")]
+    pub model: Option<ModelSpec>,
+
+    /// Device: `auto`, `cpu` or `cuda:N`. One worker process per GPU.
+    #[arg(long, env = "IMG3D_DEVICE", default_value = "auto")]
+    pub device: DeviceSpec,
+
+    /// Address for /healthz, /readyz (503 with the reason until the model is loaded) and
+    /// /metrics.
+    #[arg(long, env = "IMG3D_HEALTH_LISTEN", default_value = "0.0.0.0:9091")]
+    pub health_listen: SocketAddr,
+
+    /// On SIGTERM or Ctrl-C, how long the running job may take to finish before it is given
+    /// back to the queue for another worker (e.g. 90s). Set the orchestrator's grace period
+    /// above it.
+    #[arg(long, env = "IMG3D_DRAIN_DEADLINE", default_value = "90s", value_parser = humantime::parse_duration)]
+    pub drain_deadline: Duration,
+}
+
+/// `img3d-worker standalone`.
+#[derive(Debug, Clone, Args)]
+pub struct StandaloneArgs {
+    /// Address to listen on for clients (ws://ADDR/generate3d) and for /healthz, /readyz,
+    /// /metrics. Port 0 picks a free port; the bound address is printed on stdout.
+    #[arg(long, env = "IMG3D_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Which model on which device.
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Limits and timeouts.
+    #[command(flatten)]
+    pub gateway: GatewayConfig,
+}
+
+/// `img3d-worker run IMAGE --out DIR`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The input image file (PNG, JPEG, WebP, ...).
+    pub image: PathBuf,
+
+    /// Which model on which device.
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// Directory to write pixel_images.png, xyz_images.png and output3d.zip into (created if
+    /// missing).
+    #[arg(long, env = "IMG3D_OUT")]
+    pub out: PathBuf,
+}

@@ -1,0 +1,96 @@
+//! `img3d-worker`: the GPU worker (Redis), the all-in-one server (`standalone`), or one image
+//! (`run`). Thin: parse, set up logging, call the library.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use img3d_gateway::{Metrics, Shutdown};
+use img3d_queue::{JobQueue, WorkQueue};
+use img3d_worker::cli::{Cli, Command, QueueWorkerArgs, RunArgs, StandaloneArgs};
+use img3d_worker::standalone::{serve_queue_worker, serve_standalone, Loader};
+use img3d_worker::{crm, ModelSpec};
+
+/// The Redis queue, worker side (and its gateway side, for `/readyz` to probe). The plug-in
+/// point for `img3d_queue::redis` (the redis issue).
+async fn redis_queue(
+    url: &str,
+    prefix: &str,
+) -> anyhow::Result<(Arc<dyn WorkQueue>, Option<Arc<dyn JobQueue>>)> {
+    let _ = (url, prefix);
+    anyhow::bail!(
+        "the Redis queue backend is not built yet (img3d_queue::redis is still to land), so the \
+         queue worker cannot run; on one machine use `img3d-worker standalone` instead"
+    )
+}
+
+fn loader(model: ModelSpec, device: img3d_pipeline::DeviceSpec) -> Loader {
+    Box::new(move || crm::load(&model, device))
+}
+
+async fn queue_worker(args: QueueWorkerArgs) -> anyhow::Result<()> {
+    let redis = args.redis.context(
+        "no queue: give --redis URL (or IMG3D_REDIS) to take jobs from Redis, or use a subcommand: \
+         `standalone` (one machine) or `run IMAGE` (one image); see --help",
+    )?;
+    let model = args.model.context("--model tiny|crm|DIR (or IMG3D_MODEL) is required")?;
+    let (work, probe) = redis_queue(&redis, &args.prefix).await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals(args.drain_deadline);
+    let listener = tokio::net::TcpListener::bind(args.health_listen)
+        .await
+        .with_context(|| format!("binding {}", args.health_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "health and metrics listening");
+    let metrics = Arc::new(Metrics::new());
+    serve_queue_worker(listener, work, probe, loader(model, args.device), shutdown, metrics).await
+}
+
+async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let shutdown = Shutdown::new();
+    shutdown.on_signals(args.gateway.drain_deadline);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    // One line on stdout, for scripts and tests that asked for port 0.
+    println!("listening on {}", listener.local_addr()?);
+    let load = loader(args.model.model, args.model.device);
+    serve_standalone(listener, args.gateway, load, shutdown, Arc::new(Metrics::new())).await
+}
+
+fn run_once(args: RunArgs) -> anyhow::Result<()> {
+    let pipeline = crm::load(&args.model.model, args.model.device)?;
+    eprintln!("pipeline: {}", pipeline.describe());
+    for path in img3d_worker::run_once(&*pipeline, &args.image, &args.out)? {
+        println!("{}", path.display());
+    }
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    img3d_gateway::telemetry::init_tracing();
+    let result = match cli.command {
+        Some(Command::Run(args)) => run_once(args),
+        command => tokio::runtime::Runtime::new().context("starting the runtime").and_then(|rt| {
+            rt.block_on(async move {
+                match command {
+                    Some(Command::Standalone(args)) => standalone(args).await,
+                    _ => queue_worker(cli.queue).await,
+                }
+            })
+        }),
+    };
+    let code = match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            0
+        }
+        Err(e) => {
+            eprintln!("img3d-worker: {e:#}");
+            1
+        }
+    };
+    // Exit now: a pipeline thread still finishing a job stopped at the drain deadline cannot be
+    // interrupted, and dropping the runtime would wait for it.
+    std::process::exit(code)
+}

@@ -1,0 +1,116 @@
+//! Serving modes that load a model: the all-in-one server (gateway + in-process queue +
+//! worker in one process, the single-machine default) and a queue worker's health endpoint.
+
+use std::sync::Arc;
+
+use img3d_gateway::health::{ops_router, Ops};
+use img3d_gateway::{Component, Gateway, GatewayConfig, Health, Metrics, Shutdown};
+use img3d_protocol::FailureCode;
+use img3d_queue::memory::MemoryQueue;
+use img3d_queue::{Failure, JobQueue, WorkQueue};
+use tokio::net::TcpListener;
+
+use crate::{Pipeline, WorkerOptions};
+
+/// Builds the pipeline (loads weights): called once, on a blocking thread.
+pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Arc<dyn Pipeline>> + Send>;
+
+/// Serves clients on `listener` with an in-process queue and one worker running the pipeline
+/// that `load` builds, until `shutdown` has drained. `/readyz` is 503 while the model loads,
+/// and says why if it failed (the process keeps serving `failed`/`unavailable` then, rather
+/// than exit, so the reason stays visible).
+pub async fn serve_standalone(
+    listener: TcpListener,
+    config: GatewayConfig,
+    load: Loader,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let queue = MemoryQueue::new(config.max_queue);
+    let health = Arc::new(Health::new());
+    let gateway = Gateway::new(config, queue.clone(), health.clone(), metrics.clone(), shutdown.clone());
+
+    // Draining stops the worker from taking jobs; jobs still waiting are told at once rather
+    // than left to time out.
+    let closer = {
+        let (queue, drain) = (queue.clone(), shutdown.drain().clone());
+        tokio::spawn(async move {
+            drain.cancelled().await;
+            queue.shut_down();
+        })
+    };
+    let on_load_failure = {
+        let queue = queue.clone();
+        move |reason: &str| {
+            queue.close(Failure::new(
+                FailureCode::Unavailable,
+                format!("this server cannot run jobs: the model failed to load ({reason})"),
+            ))
+        }
+    };
+    let worker = tokio::spawn(load_and_run(queue, load, health, shutdown, metrics, on_load_failure));
+    let served = img3d_gateway::serve(listener, gateway).await;
+    closer.abort();
+    let _ = worker.await;
+    Ok(served?)
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` for a queue worker on `listener` and runs the
+/// worker loop on `queue` once `load` succeeds, until `shutdown` has drained. `probe` (the
+/// same backend's gateway side, if any) lets `/readyz` check the queue is reachable.
+pub async fn serve_queue_worker(
+    listener: TcpListener,
+    queue: Arc<dyn WorkQueue>,
+    probe: Option<Arc<dyn JobQueue>>,
+    load: Loader,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<()> {
+    let health = Arc::new(Health::new());
+    let ops = Arc::new(Ops {
+        health: health.clone(),
+        metrics: metrics.clone(),
+        queue: probe,
+        shutdown: shutdown.clone(),
+    });
+    let stop_http = tokio_util::sync::CancellationToken::new();
+    let http = {
+        let stop = stop_http.clone().cancelled_owned();
+        let app = ops_router(ops);
+        tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await })
+    };
+    load_and_run(queue, load, health, shutdown.clone(), metrics, |_: &str| {}).await;
+    // Health stays up through the drain (readyz says draining) until the worker has stopped,
+    // and after a failed model load until a signal, so the reason stays visible.
+    shutdown.drain().cancelled().await;
+    stop_http.cancel();
+    http.await??;
+    Ok(())
+}
+
+/// Loads the model (readiness `model`: starting -> ready or failed) and runs the worker loop.
+async fn load_and_run(
+    queue: Arc<dyn WorkQueue>,
+    load: Loader,
+    health: Arc<Health>,
+    shutdown: Shutdown,
+    metrics: Arc<Metrics>,
+    on_failure: impl FnOnce(&str),
+) {
+    health.set("model", Component::Starting("loading the model".into()));
+    let loaded = tokio::task::spawn_blocking(load)
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the model loader panicked: {e}")));
+    let pipeline = match loaded {
+        Ok(pipeline) => pipeline,
+        Err(e) => {
+            let reason = format!("{e:#}");
+            tracing::error!(error = %reason, "model failed to load; this worker takes no jobs");
+            health.set("model", Component::Failed(reason.clone()));
+            on_failure(&reason);
+            return;
+        }
+    };
+    health.set("model", Component::Ready(pipeline.describe()));
+    crate::run_with(queue, pipeline, shutdown, WorkerOptions { metrics, ..WorkerOptions::default() }).await;
+}

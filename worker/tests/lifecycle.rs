@@ -1,0 +1,200 @@
+//! Job lifecycle through the real stack: disconnects, deadlines, a full queue, a panicking
+//! pipeline, idle connections, a model that fails to load, and an in-process drain.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use img3d_gateway::GatewayConfig;
+use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+
+/// Reads frames until a `queued` message (the client opted in), proving the job is in line.
+async fn until_queued(ws: &mut Ws) {
+    loop {
+        let t = next_text(ws).await;
+        if t.contains(r#""type": "queued""#) {
+            return;
+        }
+        assert!(t == PROCESSING, "unexpected {t}");
+    }
+}
+
+async fn metric(server: &Server, line: &str) -> bool {
+    http_get(server.addr, "/metrics").await.1.lines().any(|l| l == line)
+}
+
+/// A job whose client disconnects while it waits in the queue never starts.
+#[tokio::test]
+async fn disconnect_while_queued_never_starts() {
+    let gate = Arc::new(Gate::default());
+    let server = start(GatewayConfig::default(), gate.clone()).await;
+    let mut a = connect(server.addr, "").await;
+    send_binary(&mut a, png(16, 16, 1)).await;
+    eventually("job A to start", || gate.started() == 1).await;
+
+    let mut b = connect(server.addr, "?events=progress").await;
+    send_binary(&mut b, png(16, 16, 2)).await;
+    until_queued(&mut b).await;
+    b.close(None).await.unwrap();
+    while !metric(&server, "img3d_queue_depth 0").await {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    gate.release(1);
+    expect_success(&mut a).await;
+    send_binary(&mut a, png(16, 16, 3)).await;
+    gate.release(1);
+    expect_success(&mut a).await;
+    let started = gate.started.lock().unwrap().clone();
+    assert_eq!(started, vec![png(16, 16, 1), png(16, 16, 3)], "the abandoned job ran");
+}
+
+/// A running job whose client disconnects stops at the pipeline's next check, and the next
+/// job starts promptly.
+#[tokio::test]
+async fn disconnect_while_running_stops_the_job() {
+    let gate = Arc::new(Gate::default());
+    let server = start(GatewayConfig::default(), gate.clone()).await;
+    let mut a = connect(server.addr, "").await;
+    send_binary(&mut a, png(16, 16, 1)).await;
+    eventually("job A to start", || gate.started() == 1).await;
+    drop(a);
+    eventually("the pipeline to see the cancellation", || gate.cancelled() == 1).await;
+
+    let mut b = connect(server.addr, "").await;
+    gate.release(1);
+    good_job(&mut b).await;
+}
+
+/// A job past its deadline fails with `timeout`, and the pipeline is told to stop.
+#[tokio::test]
+async fn deadline_expiry_fails_with_timeout() {
+    let gate = Arc::new(Gate::default());
+    let config = GatewayConfig { job_timeout: Duration::from_millis(400), ..GatewayConfig::default() };
+    let server = start(config, gate.clone()).await;
+    let mut ws = connect(server.addr, "").await;
+    send_binary(&mut ws, png(16, 16, 1)).await;
+    let (code, reason) = expect_failed(&mut ws).await;
+    assert_eq!(code, "timeout", "{reason}");
+    eventually("the pipeline to see the cancellation", || gate.cancelled() == 1).await;
+}
+
+/// Past the queue bound a new image is answered at once with `busy`.
+#[tokio::test]
+async fn full_queue_answers_busy() {
+    let gate = Arc::new(Gate::default());
+    let config = GatewayConfig { max_queue: 1, ..GatewayConfig::default() };
+    let server = start(config, gate.clone()).await;
+    let mut a = connect(server.addr, "").await;
+    send_binary(&mut a, png(16, 16, 1)).await;
+    eventually("job A to start", || gate.started() == 1).await;
+    let mut b = connect(server.addr, "?events=progress").await;
+    send_binary(&mut b, png(16, 16, 2)).await;
+    until_queued(&mut b).await;
+
+    let mut c = connect(server.addr, "").await;
+    send_binary(&mut c, png(16, 16, 3)).await;
+    let (code, reason) = expect_failed(&mut c).await;
+    assert_eq!(code, "busy");
+    assert!(reason.contains("retry later"), "{reason}");
+    gate.release(2);
+    expect_success(&mut a).await;
+}
+
+/// Panics on its first job, then works.
+struct PanicOnce(std::sync::atomic::AtomicBool);
+
+impl Pipeline for PanicOnce {
+    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+        if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("boom: a shape mismatch deep in the model");
+        }
+        double::PlaceholderPipeline { delay: Duration::ZERO }.run(image, sink)
+    }
+
+    fn describe(&self) -> String {
+        "panics once".into()
+    }
+}
+
+/// A panicking pipeline fails its job with `internal` (no internals leaked) and the worker
+/// keeps serving.
+#[tokio::test]
+async fn panicking_pipeline_fails_the_job_not_the_worker() {
+    let server = start(GatewayConfig::default(), Arc::new(PanicOnce(Default::default()))).await;
+    let mut ws = connect(server.addr, "").await;
+    send_binary(&mut ws, png(16, 16, 1)).await;
+    let (code, reason) = expect_failed(&mut ws).await;
+    assert_eq!(code, "internal");
+    assert!(!reason.contains("boom"), "panic text leaked to the client: {reason}");
+    good_job(&mut ws).await;
+}
+
+/// A connection with no image for the idle timeout is closed normally (1000).
+#[tokio::test]
+async fn idle_connection_is_closed() {
+    let config = GatewayConfig { idle_timeout: Duration::from_millis(300), ..GatewayConfig::default() };
+    let server = start(config, placeholder(0)).await;
+    let mut ws = connect(server.addr, "").await;
+    good_job(&mut ws).await; // activity resets the idle clock
+    assert_eq!(next_frame(&mut ws).await, Frame::Closed(Some(1000)));
+}
+
+/// A model that fails to load: `/readyz` is 503 and says why; images get `unavailable`.
+#[tokio::test]
+async fn failed_model_load_is_reported() {
+    let load = Box::new(|| Err(anyhow::anyhow!("weights not found in /models/crm")));
+    let server = start_loading(GatewayConfig::default(), load).await;
+    let mut status = (0, String::new());
+    for _ in 0..500 {
+        status = http_get(server.addr, "/readyz").await;
+        if status.1.contains("failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(status.0, 503);
+    assert!(status.1.contains("model: failed: weights not found in /models/crm"), "{}", status.1);
+    let mut ws = connect(server.addr, "").await;
+    send_binary(&mut ws, png(16, 16, 1)).await;
+    let (code, reason) = expect_failed(&mut ws).await;
+    assert_eq!(code, "unavailable");
+    assert!(reason.contains("weights not found"), "{reason}");
+}
+
+/// Drain: readiness turns 503 at once, the running job completes, its connection is then
+/// closed (1001), and the server stops.
+#[tokio::test]
+async fn drain_lets_the_running_job_finish() {
+    let gate = Arc::new(Gate::default());
+    let server = start(GatewayConfig::default(), gate.clone()).await;
+    ready(server.addr).await;
+    let mut ws = connect(server.addr, "").await;
+    send_binary(&mut ws, png(16, 16, 1)).await;
+    eventually("the job to start", || gate.started() == 1).await;
+    server.shutdown.begin(Duration::from_secs(30));
+    let (status, body) = http_get(server.addr, "/readyz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("draining"), "{body}");
+    gate.release(1);
+    expect_success(&mut ws).await;
+    assert_eq!(next_frame(&mut ws).await, Frame::Closed(Some(1001)));
+    tokio::time::timeout(LIMIT, server.task).await.expect("server stops").unwrap().unwrap();
+}
+
+/// Drain past its deadline: the running job fails with `unavailable` and the server stops.
+#[tokio::test]
+async fn drain_deadline_fails_the_running_job() {
+    let gate = Arc::new(Gate::default());
+    let server = start(GatewayConfig::default(), gate.clone()).await;
+    let mut ws = connect(server.addr, "").await;
+    send_binary(&mut ws, png(16, 16, 1)).await;
+    eventually("the job to start", || gate.started() == 1).await;
+    server.shutdown.begin(Duration::from_millis(200));
+    let (code, _) = expect_failed(&mut ws).await;
+    assert_eq!(code, "unavailable");
+    tokio::time::timeout(LIMIT, server.task).await.expect("server stops").unwrap().unwrap();
+    eventually("the pipeline to be stopped", || gate.cancelled() == 1).await;
+}
