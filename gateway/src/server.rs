@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use img3d_protocol::{ClientOptions, ENDPOINT_PATH};
 use img3d_queue::JobQueue;
@@ -86,6 +87,13 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Res
         tracker.close();
         tracker.wait().await;
     };
+    // No Nagle: a part's announcement and bytes, and the final status, are small writes that
+    // would otherwise wait for the client's delayed ACK (40 ms per job on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(gateway).into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(stop)
         .await

@@ -146,7 +146,7 @@ async fn connect(addr: SocketAddr) -> Ws {
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(256 << 20))
         .max_frame_size(Some(256 << 20));
-    tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/generate3d"), Some(config), false)
+    tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/generate3d"), Some(config), true)
         .await
         .unwrap()
         .0
