@@ -198,3 +198,57 @@ async fn drain_deadline_fails_the_running_job() {
     tokio::time::timeout(LIMIT, server.task).await.expect("server stops").unwrap().unwrap();
     eventually("the pipeline to be stopped", || gate.cancelled() == 1).await;
 }
+
+/// Past `--max-connections`, upgrade requests get HTTP 503; a freed slot serves again.
+#[tokio::test]
+async fn connection_limit_answers_503() {
+    let config = GatewayConfig { max_connections: 1, ..GatewayConfig::default() };
+    let server = start(config, placeholder(0)).await;
+    let first = connect(server.addr, "").await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/generate3d", server.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => assert_eq!(response.status(), 503),
+        other => panic!("expected HTTP 503, got {other:?}"),
+    }
+    drop(first);
+    let mut ws = None;
+    for _ in 0..200 {
+        if let Ok((c, _)) = tokio_tungstenite::connect_async(format!("ws://{}/generate3d", server.addr)).await
+        {
+            ws = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    good_job(&mut ws.expect("the slot was never freed")).await;
+}
+
+/// A client that completes the handshake and then never answers pings is dropped after one
+/// ping interval plus the ping timeout.
+#[tokio::test]
+async fn silent_peer_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = GatewayConfig {
+        ping_interval: Duration::from_millis(100),
+        ping_timeout: Duration::from_millis(100),
+        ..GatewayConfig::default()
+    };
+    let server = start(config, placeholder(0)).await;
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(
+        b"GET /generate3d HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // Read (and ignore) the handshake and pings, never answering, until the server hangs up.
+    let started = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(LIMIT, tcp.read(&mut buf)).await.expect("the server never hung up") {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    assert!(started.elapsed() >= Duration::from_millis(200), "dropped too early: {:?}", started.elapsed());
+}
