@@ -8,7 +8,7 @@ use crate::ClientError;
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
     /// The service endpoint, e.g. `ws://127.0.0.1:8080/generate3d` (`wss://` needs the `tls`
-    /// feature).
+    /// feature, on by default: rustls with the system's root certificates).
     pub url: String,
     /// Application-level timeout from sending the image to the final status (default 5 min:
     /// a CRM job takes tens of seconds on a GPU, minutes on a busy queue). On expiry the

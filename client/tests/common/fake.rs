@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use futures::{SinkExt, StreamExt};
 use img3d_protocol::{PartName, ServerMessage};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -66,8 +67,12 @@ impl Drop for FakeServer {
     }
 }
 
+/// A stream a WebSocket can run over (TCP, or TLS over TCP).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// Waits for the client's image (a binary frame); `None` when the client went away.
-pub async fn recv_image(ws: &mut Ws) -> Option<Vec<u8>> {
+pub async fn recv_image<S: Io>(ws: &mut WebSocketStream<S>) -> Option<Vec<u8>> {
     while let Some(Ok(msg)) = ws.next().await {
         match msg {
             Message::Binary(b) => return Some(b.to_vec()),
@@ -79,12 +84,12 @@ pub async fn recv_image(ws: &mut Ws) -> Option<Vec<u8>> {
 }
 
 /// Sends a protocol message as a text frame.
-pub async fn send_msg(ws: &mut Ws, msg: &ServerMessage) {
+pub async fn send_msg<S: Io>(ws: &mut WebSocketStream<S>, msg: &ServerMessage) {
     ws.send(Message::text(msg.to_json())).await.unwrap();
 }
 
 /// Sends one announced part.
-pub async fn send_part(ws: &mut Ws, name: &str, content_type: &str, bytes: Vec<u8>) {
+pub async fn send_part<S: Io>(ws: &mut WebSocketStream<S>, name: &str, content_type: &str, bytes: Vec<u8>) {
     let ann = ServerMessage::ResultPart { name: name.into(), content_type: content_type.into() };
     send_msg(ws, &ann).await;
     ws.send(Message::binary(bytes)).await.unwrap();
@@ -100,7 +105,7 @@ pub fn good_parts(zip: Vec<u8>) -> Vec<(PartName, Vec<u8>)> {
 }
 
 /// Serves jobs the way the protocol says, each with `parts`, until the client leaves.
-pub async fn serve_jobs(mut ws: Ws, parts: Vec<(PartName, Vec<u8>)>) {
+pub async fn serve_jobs<S: Io>(mut ws: WebSocketStream<S>, parts: Vec<(PartName, Vec<u8>)>) {
     while recv_image(&mut ws).await.is_some() {
         send_msg(&mut ws, &ServerMessage::processing()).await;
         for (part, bytes) in &parts {
