@@ -72,7 +72,7 @@ impl Reporter {
         self.index = index;
         self.image = image.display().to_string();
         self.started = Instant::now();
-        self.status = "connecting".into();
+        self.status = "sending".into();
         self.json(json!({"event": "start", "job": index + 1, "of": self.jobs, "image": self.image}));
         self.draw();
     }
