@@ -35,28 +35,28 @@ enum Command {
 #[derive(Debug, Args)]
 struct GenerateArgs {
     /// Server endpoint, e.g. ws://127.0.0.1:8080/generate3d.
-    #[arg(long, env = "IMG3D_SERVER")]
+    #[arg(long, env = "IMG3D_SERVER", value_name = "URL")]
     server: String,
     /// Images to send (PNG, JPEG, WebP, ...).
-    #[arg(required = true)]
+    #[arg(required = true, value_name = "IMAGE")]
     images: Vec<PathBuf>,
-    /// Output directory: results go to DIR/<image stem>/.
-    #[arg(long, env = "IMG3D_OUT", default_value = "out")]
+    /// Output directory: the results of IMAGE go to DIR/STEM/ (STEM: its file name without extension).
+    #[arg(long, env = "IMG3D_OUT", default_value = "out", value_name = "DIR")]
     out: PathBuf,
     /// Give up on a job after this long (e.g. 300s, 5m); the connection is then closed, which
     /// cancels the job on the server.
-    #[arg(long, env = "IMG3D_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, env = "IMG3D_TIMEOUT", default_value = "5m", value_name = "DURATION", value_parser = parse_duration)]
     timeout: Duration,
     /// Limit on opening the connection.
-    #[arg(long, env = "IMG3D_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "IMG3D_CONNECT_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = parse_duration)]
     connect_timeout: Duration,
     /// Connection attempts per job before it fails.
     #[arg(long, env = "IMG3D_CONNECT_ATTEMPTS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
     connect_attempts: u32,
     /// Send a WebSocket ping this often (off by default: the server pings).
-    #[arg(long, env = "IMG3D_PING_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, env = "IMG3D_PING_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     ping_interval: Option<Duration>,
-    /// Also unpack output3d.zip into DIR/<stem>/output3d/ (entries that would leave that
+    /// Also unpack output3d.zip into DIR/STEM/output3d/ (entries that would leave that
     /// directory, symlinks and oversized archives are refused).
     #[arg(long, env = "IMG3D_EXTRACT", value_parser = BoolishValueParser::new())]
     extract: bool,
