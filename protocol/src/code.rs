@@ -28,6 +28,10 @@ pub enum FailureCode {
     Cancelled,
     /// Something went wrong inside the service; the details are in its log.
     Internal,
+    /// A code this version does not know (a newer server's): read `error` for the reason.
+    /// Never sent by this server; it keeps older clients parsing newer servers' failures.
+    #[serde(other)]
+    Unknown,
 }
 
 impl FailureCode {
@@ -42,6 +46,7 @@ impl FailureCode {
             FailureCode::Timeout => "timeout",
             FailureCode::Cancelled => "cancelled",
             FailureCode::Internal => "internal",
+            FailureCode::Unknown => "unknown",
         }
     }
 

@@ -55,6 +55,24 @@ fn parses_old_and_extended_messages() {
     assert_eq!(ServerMessage::from_json(&progress.to_json()).unwrap(), progress);
 }
 
+/// A failure code from a newer server still parses (as `Unknown`, with its reason intact), so
+/// adding a code never breaks deployed clients.
+#[test]
+fn unknown_failure_code_parses() {
+    let newer = ServerMessage::from_json(
+        r#"{"type": "status", "status": "failed", "error": "gpu fell off", "code": "gpu_lost"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        newer,
+        ServerMessage::Status(Status::Failed {
+            error: "gpu fell off".into(),
+            code: Some(FailureCode::Unknown)
+        })
+    );
+    assert!(!FailureCode::Unknown.is_retryable());
+}
+
 /// Progress and queue messages reach only clients that opted in.
 #[test]
 fn opt_in_filters_extra_types() {
