@@ -15,6 +15,7 @@ pub mod config;
 pub mod device;
 pub mod diffusion;
 pub mod error;
+pub mod mesh;
 pub mod pipeline;
 pub mod preprocess;
 pub mod registry;
