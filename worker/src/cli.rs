@@ -31,6 +31,17 @@ pub enum Command {
     Standalone(StandaloneArgs),
     /// Runs the pipeline once on an image file and writes the three parts to a directory.
     Run(RunArgs),
+    /// Prints the `config.json` of a model bundle preset as this build defines it: `crm` is
+    /// what `tools/convert.py --config` takes to convert the official checkpoints.
+    BundleConfig(BundleConfigArgs),
+}
+
+/// `img3d-worker bundle-config crm|tiny`.
+#[derive(Debug, Clone, Args)]
+pub struct BundleConfigArgs {
+    /// `crm` (the official architecture) or `tiny` (random-weight test width).
+    #[arg(value_parser = ["crm", "tiny"])]
+    pub preset: String,
 }
 
 /// Which model on which device.

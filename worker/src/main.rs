@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use img3d_gateway::{Metrics, Shutdown};
 use img3d_queue::{JobQueue, WorkQueue};
-use img3d_worker::cli::{Cli, Command, QueueWorkerArgs, RunArgs, StandaloneArgs};
+use img3d_worker::cli::{BundleConfigArgs, Cli, Command, QueueWorkerArgs, RunArgs, StandaloneArgs};
 use img3d_worker::standalone::{serve_queue_worker, serve_standalone, Loader};
 use img3d_worker::{crm, ModelSpec};
 
@@ -66,11 +66,21 @@ fn run_once(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn bundle_config(args: BundleConfigArgs) -> anyhow::Result<()> {
+    let config = match args.preset.as_str() {
+        "tiny" => img3d_pipeline::BundleConfig::tiny(),
+        _ => img3d_pipeline::BundleConfig::crm(),
+    };
+    println!("{}", serde_json::to_string_pretty(&config)?);
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     img3d_gateway::telemetry::init_tracing();
     let result = match cli.command {
         Some(Command::Run(args)) => run_once(args),
+        Some(Command::BundleConfig(args)) => bundle_config(args),
         command => tokio::runtime::Runtime::new().context("starting the runtime").and_then(|rt| {
             rt.block_on(async move {
                 match command {

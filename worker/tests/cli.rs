@@ -37,17 +37,24 @@ fn help_explains_the_limits() {
     }
 }
 
-/// `run` with a model this build cannot load fails with a plain reason and exit code 1.
+/// `run` with a model directory that holds no bundle fails with a plain reason and exit code 1.
 #[test]
-fn run_without_the_pipeline_says_so() {
+fn run_without_a_bundle_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let image = dir.path().join("in.png");
     std::fs::write(&image, b"whatever").unwrap();
-    let out =
-        worker(&["run", image.to_str().unwrap(), "--model", "tiny", "--out", dir.path().to_str().unwrap()]);
+    let missing = dir.path().join("no-bundle-here");
+    let out = worker(&[
+        "run",
+        image.to_str().unwrap(),
+        "--model",
+        missing.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not available in this build yet"), "{err}");
+    assert!(err.contains("no-bundle-here") && err.contains("config.json"), "{err}");
 }
 
 /// The queue worker without Redis wiring refuses plainly instead of pretending.
