@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Converts the official CRM checkpoints into a model bundle for the img3d pipeline.
+
+    python tools/convert.py --config CONFIG.json --out DIR \\
+        --u2net u2net.onnx --pixel pixel-diffusion.pth --ccm ccm-diffusion.pth --crm CRM.pth \\
+        [--openclip open_clip_pytorch_model.bin]
+
+Inputs: rembg's `u2net.onnx`, and from Hugging Face `Zhengyi/CRM` `pixel-diffusion.pth`,
+`ccm-diffusion.pth` and `CRM.pth`. `--config` is the bundle's `config.json` as this build of
+img3d defines it (`img3d-worker bundle-config crm` prints it); it says which stages the bundle
+holds, and each stage's converter below writes that stage's files. `--openclip`: the
+checkpoints are loaded over open_clip's pretrained ViT-H-14 (laion2b_s32b_b79k) upstream; give
+that file when the checkpoints do not carry the CLIP weights themselves.
+
+The bundle is written to a temporary directory next to DIR and renamed into place when
+complete, `config.json` last, so an interrupted conversion never leaves a bundle that loads.
+Runs with the project's torch venv (tools/requirements.txt). `img3d-worker --model crm` runs it
+by itself after downloading the inputs.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+from bundle import diffusion, onnx_proto, u2net_onnx  # noqa: E402
+
+# Stage converters by their key under `stages` in config.json: (function, input flags). A stage
+# of the config without an entry here cannot be converted (this tool is older than the build).
+STAGES = {
+    "diffusion": (diffusion.convert, ("pixel", "ccm")),
+}
+
+# Bundle files outside the stages (pipeline/src/bundle.rs).
+U2NET = "u2net"
+CONSTANTS = "constants"
+CONFIG = "config.json"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="the bundle's config.json (img3d-worker bundle-config crm)")
+    p.add_argument("--out", required=True, help="bundle directory to create (must not exist unless --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle at --out")
+    p.add_argument("--u2net", help="rembg's u2net.onnx (background removal)")
+    p.add_argument("--pixel", help="pixel-diffusion.pth (stage 1)")
+    p.add_argument("--ccm", help="ccm-diffusion.pth (stage 2)")
+    p.add_argument("--crm", help="CRM.pth (reconstruction)")
+    p.add_argument("--openclip", help="open_clip ViT-H-14 laion2b_s32b_b79k weights, loaded under the diffusion checkpoints as upstream does")
+    p.add_argument("--text-heads", type=int, help="attention heads of the OpenCLIP text tower (default: width / 64, ViT-H-14's 16)")
+    return p.parse_args(argv)
+
+
+def u2net_component(path, config):
+    print(f"converting {path} (U-2-Net)")
+    with open(path, "rb") as f:
+        state = u2net_onnx.convert(onnx_proto.read_model(f.read()))
+    found = u2net_onnx.widths(state)
+    for key, value in found.items():
+        if config["u2net"][key] != value:
+            raise ValueError(f"{path}: U-2-Net {key} is {value}, the config says {config['u2net'][key]}")
+    return {k: torch.from_numpy(v.copy()) for k, v in state.items()}
+
+
+def save(directory, name, tensors):
+    tensors = {k: v.contiguous() for k, v in sorted(tensors.items())}
+    path = os.path.join(directory, f"{name}.safetensors")
+    save_file(tensors, path)
+    print(f"  wrote {name}.safetensors: {len(tensors)} tensors, {os.path.getsize(path) / 2**20:.1f} MiB")
+
+
+def convert(args):
+    with open(args.config) as f:
+        config = json.load(f)
+    unknown = sorted(set(config.get("stages", {})) - set(STAGES))
+    if unknown:
+        raise ValueError(f"the config has stage(s) this converter does not know: {', '.join(unknown)}")
+    needed = ["u2net"] + [flag for name in config.get("stages", {}) for flag in STAGES[name][1]]
+    missing = [f"--{flag}" for flag in needed if getattr(args, flag) is None]
+    if missing:
+        raise ValueError(f"missing input(s) for this config: {', '.join(missing)}")
+    inputs = {flag: getattr(args, flag) for flag in needed}
+
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not args.force:
+        raise ValueError(f"{out} exists (use --force to replace it)")
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.converting-", dir=parent)
+    try:
+        start = time.monotonic()
+        save(tmp, U2NET, u2net_component(inputs["u2net"], config))
+        constants = {}
+        for name in config.get("stages", {}):
+            components, consts = STAGES[name][0](inputs, args)
+            for component, tensors in components.items():
+                save(tmp, component, tensors)
+            constants.update(consts)
+        if constants:
+            save(tmp, CONSTANTS, constants)
+        with open(os.path.join(tmp, CONFIG), "w") as f:
+            json.dump(config, f, indent=2)
+            f.write("\n")
+        if os.path.exists(out):
+            shutil.rmtree(out)
+        os.rename(tmp, out)
+        print(f"bundle written to {out} in {time.monotonic() - start:.1f} s")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        convert(args)
+    except (ValueError, FileNotFoundError) as e:
+        sys.exit(f"convert.py: {e}")
+
+
+if __name__ == "__main__":
+    main()
