@@ -25,7 +25,7 @@ pub struct FaultArgs {
     #[arg(long)]
     pub name: String,
     /// Clients, each running jobs one after another on its own connection.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     pub clients: usize,
     /// Jobs every client completes before the fault is injected.
     #[arg(long, default_value_t = 1)]
