@@ -12,7 +12,8 @@
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
-/// Schedule and sampler hyper-parameters (`sd_v2_base_ipmv_zero_SNR.yaml`, `libs/sample.py`).
+/// Noise-schedule hyper-parameters (`sd_v2_base_ipmv_zero_SNR.yaml`). The number of DDIM steps
+/// is a run parameter (the bundle's `defaults.steps`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleConfig {
     /// First beta of the scaled-linear schedule (`linear_start`).
@@ -23,20 +24,12 @@ pub struct ScheduleConfig {
     pub num_train_timesteps: usize,
     /// Rescale the betas to zero terminal SNR (`zero_snr`).
     pub zero_snr: bool,
-    /// DDIM steps per sampling run (`step=50` in `libs/sample.py` and `pipelines.py`).
-    pub ddim_steps: usize,
 }
 
 impl ScheduleConfig {
     /// CRM's values (both stages).
     pub fn crm() -> Self {
-        ScheduleConfig {
-            linear_start: 0.00085,
-            linear_end: 0.012,
-            num_train_timesteps: 1000,
-            zero_snr: true,
-            ddim_steps: 50,
-        }
+        ScheduleConfig { linear_start: 0.00085, linear_end: 0.012, num_train_timesteps: 1000, zero_snr: true }
     }
 }
 

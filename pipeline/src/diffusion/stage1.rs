@@ -8,7 +8,7 @@
 //! 2. the reference's VAE latent (a posterior sample) is written over the last frame of each
 //!    branch at every UNet call (zeros for the unconditional branch);
 //! 3. offset noise: the start latent is noised from the mean of a second posterior sample;
-//! 4. 50 DDIM steps with guidance; decode all 7 frames, convert to u8, drop the reference.
+//! 4. 50 DDIM steps with guidance; drop the reference frame, decode the six views, convert to u8.
 
 use tch::{Device, Tensor};
 
@@ -122,15 +122,17 @@ impl Stage1 {
         sample(&m.unet, &self.ddim, x_t, &cond, self.guidance, Stage::Stage1, ctl)
     }
 
-    /// The six views `[6, H, W, 3]` u8: decode the latents, convert, drop the reference frame.
+    /// The six views `[6, H, W, 3]` u8: drop the reference frame, decode, convert. (Upstream
+    /// decodes all seven frames and drops the reference after; the decoder treats each frame
+    /// on its own, so decoding only the kept six gives the same views for 6/7 of the work.)
     pub fn views(&self, latents: &Tensor) -> Tensor {
-        let images = to_u8(&self.models.vae.decode_latent(latents));
-        match self.frames.ref_position {
+        let kept = match self.frames.ref_position {
             Some(r) => {
-                let keep: Vec<i64> = (0..images.size()[0]).filter(|&i| i != r as i64).collect();
-                images.index_select(0, &Tensor::from_slice(&keep).to_device(images.device()))
+                let keep: Vec<i64> = (0..latents.size()[0]).filter(|&i| i != r as i64).collect();
+                latents.index_select(0, &Tensor::from_slice(&keep).to_device(latents.device()))
             }
-            None => images,
-        }
+            None => latents.shallow_clone(),
+        };
+        to_u8(&self.models.vae.decode_latent(&kept))
     }
 }
