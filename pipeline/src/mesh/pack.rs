@@ -5,9 +5,8 @@
 //! the gap) rather than its bounding rectangle, so irregular charts nest into each other's
 //! outlines. Charts, largest first, go to the position where they end lowest (leftmost among
 //! equals), upright or turned half a turn, whichever ends lower. The uniform scale (texels per
-//! world unit, the same for all charts so texel density is even) is the largest that fits, found
-//! by bisection between the bounding-rectangle packing's scale (which always fits a profile
-//! packing of the same order) and the area bound.
+//! world unit, the same for all charts so texel density is even) is searched in a few trials,
+//! each rescaled by how high the previous one reached; the largest that fits is kept.
 
 /// A chart to pack: chart-local 2D points (in `[0, size]`) and its triangles.
 #[derive(Debug, Clone)]
@@ -43,11 +42,8 @@ impl Placement {
     const ORIGIN: Placement = Placement { ox: 0.0, oy: 0.0, sx: 0.0, sy: 0.0 };
 }
 
-/// Bisection steps for the profile packing's scale (from a bracket of ratio ~1.5: ~0.3%).
-const SCALE_STEPS: usize = 8;
-
-/// Bisection steps for the rectangle packing's scale (a lower bound only).
-const RECT_STEPS: usize = 10;
+/// Packing trials while searching the scale.
+const SCALE_TRIALS: usize = 8;
 
 /// Packs `charts` into `resolution`^2 texels, keeping `gap` texels between charts and from the
 /// border.
@@ -56,29 +52,49 @@ pub fn pack(charts: &[Outline<'_>], resolution: u32, gap: u32) -> Vec<Placement>
         return Vec::new();
     }
     let res = resolution as f64;
-    let area: f64 = charts.iter().map(|c| c.size[0] * c.size[1]).sum();
-    let true_area: f64 = charts.iter().map(outline_area).sum();
-    // Rectangles first: a scale that surely fits.
-    let (rect_scale, rect) = match rect_scale(charts, resolution, gap, area) {
-        Some(found) => found,
-        None if gap > 0 => return pack(charts, resolution, 0),
-        // More charts than texels: nothing fits; stack them at the origin (UVs stay valid).
-        None => return vec![Placement::ORIGIN; charts.len()],
-    };
-    let mut lo = rect_scale;
-    let mut best = rect;
-    let mut hi = if true_area > 0.0 { (res / true_area.sqrt()).max(lo) } else { lo };
-    for _ in 0..SCALE_STEPS {
-        let mid = 0.5 * (lo + hi);
-        match profile_pack(charts, resolution, gap, mid) {
-            Some(p) => {
-                lo = mid;
-                best = p;
+    let area: f64 = charts.iter().map(outline_area).sum();
+    // Start from 60% of the square in use, then rescale by how high each trial ended: the
+    // height grows roughly linearly with the scale (area with its square).
+    let mut scale = if area > 0.0 { (0.6 * res * res / area).sqrt() } else { 1.0 };
+    let mut best: Option<(f64, Vec<Placement>)> = None;
+    let mut too_big = f64::INFINITY;
+    for trial in 0..SCALE_TRIALS + 40 {
+        let (height, placed) = profile_pack(charts, resolution, gap, scale);
+        let fits = height <= res;
+        if fits {
+            if best.as_ref().is_none_or(|b| scale > b.0) {
+                best = Some((scale, placed));
             }
-            None => hi = mid,
+        } else {
+            too_big = too_big.min(scale);
         }
+        if trial + 1 >= SCALE_TRIALS && best.is_some() {
+            break;
+        }
+        let mut next = scale * (res / height.max(1.0)).sqrt() * if fits { 1.0 } else { 0.995 };
+        let floor = best.as_ref().map_or(0.0, |b| b.0);
+        if next >= too_big || next <= floor {
+            next = if too_big.is_finite() && floor > 0.0 {
+                0.5 * (floor + too_big)
+            } else {
+                scale * if fits { 1.1 } else { 0.8 }
+            };
+        }
+        if !(next > 0.0) || (scale - next).abs() <= scale * 1e-6 {
+            if best.is_some() {
+                break;
+            }
+            next = scale * 0.8;
+        }
+        scale = next;
     }
-    best
+    match best {
+        Some((_, placed)) => placed,
+        // Too many charts for the gap even at a vanishing scale: drop the gap (charts may touch).
+        None if gap > 0 => pack(charts, resolution, 0),
+        // More charts than texels: nothing fits; stack them at the origin (UVs stay valid).
+        None => vec![Placement::ORIGIN; charts.len()],
+    }
 }
 
 fn outline_area(c: &Outline<'_>) -> f64 {
@@ -91,49 +107,12 @@ fn outline_area(c: &Outline<'_>) -> f64 {
         .sum()
 }
 
-/// The largest scale at which bounding rectangles pack on a plain skyline, and that packing.
-fn rect_scale(charts: &[Outline<'_>], resolution: u32, gap: u32, area: f64) -> Option<(f64, Vec<Placement>)> {
-    let res = resolution as f64;
-    let mut hi = if area > 0.0 { res / area.sqrt() } else { 1.0 };
-    // (Bounded: when every chart is degenerate the scale does not matter and all scales fit.)
-    for _ in 0..64 {
-        if rect_pack(charts, resolution, gap, hi).is_none() {
-            break;
-        }
-        hi *= 2.0;
-    }
-    let mut lo = 0.0;
-    let mut best = rect_pack(charts, resolution, gap, lo)?;
-    for _ in 0..RECT_STEPS {
-        let mid = 0.5 * (lo + hi);
-        if let Some(p) = rect_pack(charts, resolution, gap, mid) {
-            lo = mid;
-            best = p;
-        } else {
-            hi = mid;
-        }
-    }
-    Some((lo, best))
-}
-
-/// Bounding rectangles (rounded up to texels, plus the gap) on a skyline, tallest first.
-fn rect_pack(charts: &[Outline<'_>], resolution: u32, gap: u32, scale: f64) -> Option<Vec<Placement>> {
-    let profiles: Vec<Profile> = charts
-        .iter()
-        .map(|c| {
-            let w = (c.size[0] * scale).ceil() as usize + gap as usize;
-            let h = (c.size[1] * scale).ceil() as usize + gap as usize;
-            Profile { bottom: vec![0; w.max(1)], top: vec![h as i64; w.max(1)] }
-        })
-        .collect();
-    place_all(&profiles, None, resolution, gap, scale)
-}
-
 /// Per-column profiles on a skyline, largest first, each upright or turned.
-fn profile_pack(charts: &[Outline<'_>], resolution: u32, gap: u32, scale: f64) -> Option<Vec<Placement>> {
+/// Returns the height the packing reaches (infinite if a chart is wider than the square).
+fn profile_pack(charts: &[Outline<'_>], resolution: u32, gap: u32, scale: f64) -> (f64, Vec<Placement>) {
     let upright: Vec<Profile> = charts.iter().map(|c| Profile::of(c, scale, gap)).collect();
     let turned: Vec<Profile> = upright.iter().map(Profile::turned).collect();
-    place_all(&upright, Some(&turned), resolution, gap, scale)
+    place_all(&upright, &turned, resolution, gap, scale)
 }
 
 /// A chart's footprint at some scale: for each texel column (gap included), the lowest row it
@@ -215,29 +194,30 @@ fn segment_extent(a: [f64; 2], b: [f64; 2], lo: &mut [f64], hi: &mut [f64]) {
     }
 }
 
-/// Places every chart (largest footprint first) where its top ends lowest; `None` if one does
-/// not fit below `resolution`.
+/// Places every chart (largest footprint first) where its top ends lowest, on a skyline
+/// `resolution` wide and unbounded upwards; returns the height reached (infinite if a chart is
+/// wider than `resolution`) and the placements.
 fn place_all(
     upright: &[Profile],
-    turned: Option<&[Profile]>,
+    turned: &[Profile],
     resolution: u32,
     gap: u32,
     scale: f64,
-) -> Option<Vec<Placement>> {
+) -> (f64, Vec<Placement>) {
     let res = resolution as usize;
     let footprint = |p: &Profile| p.top.len() as i64 * p.top.iter().copied().max().unwrap_or(0);
     let mut order: Vec<usize> = (0..upright.len()).collect();
     order.sort_by(|&a, &b| footprint(&upright[b]).cmp(&footprint(&upright[a])).then(a.cmp(&b)));
     let mut skyline = vec![0i64; res];
     let mut out = vec![Placement::ORIGIN; upright.len()];
+    let mut reached = 0i64;
     let half = gap as f64 / 2.0;
     for i in order {
         let mut best: Option<(i64, usize, i64, bool)> = None; // (top, x, y, turned)
-        let options = std::iter::once((&upright[i], false)).chain(turned.map(|t| (&t[i], true)));
-        for (p, is_turned) in options {
+        for (p, is_turned) in [(&upright[i], false), (&turned[i], true)] {
             let w = p.top.len();
             if w > res {
-                return None;
+                return (f64::INFINITY, out);
             }
             let height = p.top.iter().copied().max().unwrap_or(0);
             for x in 0..=res - w {
@@ -255,11 +235,9 @@ fn place_all(
                 }
             }
         }
-        let (top, x, y, is_turned) = best?;
-        if top > res as i64 {
-            return None;
-        }
-        let p = if is_turned { &turned.expect("turned option")[i] } else { &upright[i] };
+        let (top, x, y, is_turned) = best.expect("a chart no wider than the square has a place");
+        reached = reached.max(top);
+        let p = if is_turned { &turned[i] } else { &upright[i] };
         for c in 0..p.top.len() {
             skyline[x + c] = y + p.top[c];
         }
@@ -273,5 +251,5 @@ fn place_all(
             Placement { ox: x + half, oy: y + half, sx: scale, sy: scale }
         };
     }
-    Some(out)
+    (reached as f64, out)
 }

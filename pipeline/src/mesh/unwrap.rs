@@ -6,10 +6,13 @@
 //!
 //! 1. **Charts** grow breadth-first over edge-adjacent faces (manifold edges only) from the first
 //!    unassigned face, taking a face while its normal lies within [`MAX_CHART_ANGLE_DEG`] of the
-//!    seed's normal. Faces too small to have a reliable normal join whichever chart reaches them.
-//! 2. **Projection** onto the plane normal to the chart's area-weighted mean normal (the seed
-//!    normal if the mean would fold a face): every face keeps its orientation, so a chart never
-//!    folds over itself locally; area distortion is at most `1 / cos(angle)` along one direction.
+//!    seed's normal and its projection on the seed's plane overlaps none of the chart's faces
+//!    (separating-axis test over a grid), so no chart ever overlaps itself, even on the jagged
+//!    meshes random weights give. Faces too small to have a reliable normal join whichever chart
+//!    reaches them.
+//! 2. **Projection** onto the plane normal to the chart's area-weighted mean normal when that
+//!    folds and overlaps nothing (it usually distorts less), else onto the seed's plane: every face
+//!    keeps its orientation; area is compressed by at most `cos(angle)` along one direction.
 //! 3. **Orientation**: each chart is rotated to its minimum-area bounding rectangle (rotating
 //!    calipers over the convex hull), lying flat.
 //! 4. **Packing** ([`super::pack`]): per-column chart outlines on a skyline at texel resolution
@@ -24,7 +27,7 @@ use super::Mesh;
 use crate::mesh::obj::TexturedMesh;
 
 /// Largest angle between a face normal and its chart's seed normal.
-pub const MAX_CHART_ANGLE_DEG: f64 = 60.0;
+pub const MAX_CHART_ANGLE_DEG: f64 = 70.0;
 
 /// Gap kept between charts, in texels of the target texture (room for the bake's one-texel
 /// dilation on each side, so neighbouring charts never bleed into each other).
@@ -68,6 +71,8 @@ struct FaceGeometry {
     areas: Vec<f64>,
     /// Faces below this area have no reliable normal.
     tiny_area: f64,
+    /// Mean edge length (the overlap grid's cell).
+    mean_edge: f64,
 }
 
 impl FaceGeometry {
@@ -82,25 +87,43 @@ impl FaceGeometry {
             normals.push(if len > 0.0 { n.map(|x| x / len) } else { [0.0; 3] });
         }
         let mean = areas.iter().sum::<f64>() / areas.len().max(1) as f64;
-        FaceGeometry { normals, areas, tiny_area: mean * 1e-6 }
+        let mut edge_sum = 0.0;
+        for f in &mesh.faces {
+            let [a, b, _] = f.map(|i| mesh.vertices[i as usize].map(f64::from));
+            let d = sub(a, b);
+            edge_sum += dot(d, d).sqrt();
+        }
+        let mean_edge = edge_sum / mesh.faces.len().max(1) as f64;
+        FaceGeometry { normals, areas, tiny_area: mean * 1e-6, mean_edge }
     }
 }
 
-/// Charts as lists of face indices (step 1).
+/// Charts as lists of face indices (steps 1-2 together: a face joins only if its projection on
+/// the seed's plane overlaps no face already in the chart).
 fn grow_charts(mesh: &Mesh, geo: &FaceGeometry) -> Vec<Vec<u32>> {
     let neighbours = face_neighbours(mesh);
     let cos_max = MAX_CHART_ANGLE_DEG.to_radians().cos();
     let mut chart_of = vec![u32::MAX; mesh.faces.len()];
     let mut charts: Vec<Vec<u32>> = Vec::new();
     let mut queue = std::collections::VecDeque::new();
+    let mut grid = OverlapGrid::new(geo.mean_edge);
     for seed in 0..mesh.faces.len() {
         if chart_of[seed] != u32::MAX || geo.areas[seed] <= geo.tiny_area {
             continue;
         }
         let id = charts.len() as u32;
         let axis = geo.normals[seed];
+        let (t, b) = basis(axis);
+        let flat = |f: usize| {
+            mesh.faces[f].map(|v| {
+                let p = mesh.vertices[v as usize].map(f64::from);
+                [dot(p, t), dot(p, b)]
+            })
+        };
+        grid.clear();
         let mut faces = vec![seed as u32];
         chart_of[seed] = id;
+        grid.insert(flat(seed));
         queue.push_back(seed);
         while let Some(f) = queue.pop_front() {
             for &g in &neighbours[f] {
@@ -108,11 +131,18 @@ fn grow_charts(mesh: &Mesh, geo: &FaceGeometry) -> Vec<Vec<u32>> {
                 if chart_of[g] != u32::MAX {
                     continue;
                 }
-                if geo.areas[g] <= geo.tiny_area || dot(geo.normals[g], axis) >= cos_max {
-                    chart_of[g] = id;
-                    faces.push(g as u32);
-                    queue.push_back(g);
+                let tiny = geo.areas[g] <= geo.tiny_area;
+                if !tiny && dot(geo.normals[g], axis) < cos_max {
+                    continue;
                 }
+                let tri = flat(g);
+                if !tiny && grid.overlaps(&tri) {
+                    continue;
+                }
+                grid.insert(tri);
+                chart_of[g] = id;
+                faces.push(g as u32);
+                queue.push_back(g);
             }
         }
         charts.push(faces);
@@ -125,6 +155,83 @@ fn grow_charts(mesh: &Mesh, geo: &FaceGeometry) -> Vec<Vec<u32>> {
         }
     }
     charts
+}
+
+/// The projected triangles of the chart being grown, bucketed on a square grid.
+struct OverlapGrid {
+    cell: f64,
+    cells: std::collections::HashMap<[i64; 2], Vec<u32>>,
+    triangles: Vec<[[f64; 2]; 3]>,
+}
+
+impl OverlapGrid {
+    fn new(cell: f64) -> Self {
+        let cell = if cell > 0.0 { cell } else { 1.0 };
+        OverlapGrid { cell, cells: std::collections::HashMap::new(), triangles: Vec::new() }
+    }
+
+    fn clear(&mut self) {
+        self.cells.clear();
+        self.triangles.clear();
+    }
+
+    fn range(&self, tri: &[[f64; 2]; 3]) -> ([i64; 2], [i64; 2]) {
+        let lo = [0, 1].map(|k| (tri[0][k].min(tri[1][k]).min(tri[2][k]) / self.cell).floor() as i64);
+        let hi = [0, 1].map(|k| (tri[0][k].max(tri[1][k]).max(tri[2][k]) / self.cell).floor() as i64);
+        (lo, hi)
+    }
+
+    fn overlaps(&self, tri: &[[f64; 2]; 3]) -> bool {
+        let (lo, hi) = self.range(tri);
+        for x in lo[0]..=hi[0] {
+            for y in lo[1]..=hi[1] {
+                if let Some(list) = self.cells.get(&[x, y]) {
+                    if list.iter().any(|&k| triangles_overlap(tri, &self.triangles[k as usize])) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    fn insert(&mut self, tri: [[f64; 2]; 3]) {
+        let (lo, hi) = self.range(&tri);
+        let k = self.triangles.len() as u32;
+        self.triangles.push(tri);
+        for x in lo[0]..=hi[0] {
+            for y in lo[1]..=hi[1] {
+                self.cells.entry([x, y]).or_default().push(k);
+            }
+        }
+    }
+}
+
+/// Whether two triangles' interiors overlap (separating-axis test; touching along an edge or at
+/// a vertex, within a relative tolerance, is not overlapping).
+fn triangles_overlap(a: &[[f64; 2]; 3], b: &[[f64; 2]; 3]) -> bool {
+    for tri in [a, b] {
+        for k in 0..3 {
+            let (p, q) = (tri[k], tri[(k + 1) % 3]);
+            let n = [p[1] - q[1], q[0] - p[0]];
+            let len2 = n[0] * n[0] + n[1] * n[1];
+            if len2 == 0.0 {
+                continue;
+            }
+            let proj = |t: &[[f64; 2]; 3]| {
+                let d = t.map(|v| v[0] * n[0] + v[1] * n[1]);
+                (d[0].min(d[1]).min(d[2]), d[0].max(d[1]).max(d[2]))
+            };
+            let (amin, amax) = proj(a);
+            let (bmin, bmax) = proj(b);
+            let scale = (amax - amin).abs().max((bmax - bmin).abs()).max(len2.sqrt() * 1e-12);
+            let eps = 1e-9 * scale;
+            if amax <= bmin + eps || bmax <= amin + eps {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Edge-adjacent faces across manifold edges (exactly two faces), in a deterministic order.
@@ -168,25 +275,24 @@ struct FlatChart {
 
 /// Step 2: planar projection.
 fn project(mesh: &Mesh, geo: &FaceGeometry, faces: &[u32]) -> FlatChart {
+    // The chart grew overlap-free on its seed's plane; the plane of its mean normal usually
+    // flattens it with less distortion, so use that when it is also fold- and overlap-free.
+    let seed = geo.normals[faces[0] as usize];
     let mut mean = [0.0; 3];
     for &f in faces {
-        let n = geo.normals[f as usize];
-        let a = geo.areas[f as usize];
+        let (n, a) = (geo.normals[f as usize], geo.areas[f as usize]);
         mean = [mean[0] + n[0] * a, mean[1] + n[1] * a, mean[2] + n[2] * a];
     }
     let len = dot(mean, mean).sqrt();
-    let seed = geo.normals[faces[0] as usize];
-    let mut axis = if len > 0.0 { mean.map(|x| x / len) } else { seed };
-    let folds = |axis: [f64; 3]| {
-        faces
+    let mut axis = if dot(seed, seed) == 0.0 { [0.0, 0.0, 1.0] } else { seed };
+    if len > 0.0 && faces.len() > 1 {
+        let m = mean.map(|x| x / len);
+        let folds = faces
             .iter()
-            .any(|&f| geo.areas[f as usize] > geo.tiny_area && dot(geo.normals[f as usize], axis) <= 0.0)
-    };
-    if folds(axis) {
-        axis = seed;
-    }
-    if dot(axis, axis) == 0.0 {
-        axis = [0.0, 0.0, 1.0];
+            .any(|&f| geo.areas[f as usize] > geo.tiny_area && dot(geo.normals[f as usize], m) <= 0.0);
+        if !folds && !self_overlaps(mesh, geo, faces, m) {
+            axis = m;
+        }
     }
     let (t, b) = basis(axis);
     // Local vertex ids in first-use order.
@@ -204,6 +310,23 @@ fn project(mesh: &Mesh, geo: &FaceGeometry, faces: &[u32]) -> FlatChart {
         corners.push(c);
     }
     FlatChart { faces: faces.to_vec(), corners, points, size: [0.0; 2] }
+}
+
+/// Whether the chart's faces overlap when projected along `axis`.
+fn self_overlaps(mesh: &Mesh, geo: &FaceGeometry, faces: &[u32], axis: [f64; 3]) -> bool {
+    let (t, b) = basis(axis);
+    let mut grid = OverlapGrid::new(geo.mean_edge);
+    for &f in faces {
+        let tri = mesh.faces[f as usize].map(|v| {
+            let p = mesh.vertices[v as usize].map(f64::from);
+            [dot(p, t), dot(p, b)]
+        });
+        if geo.areas[f as usize] > geo.tiny_area && grid.overlaps(&tri) {
+            return true;
+        }
+        grid.insert(tri);
+    }
+    false
 }
 
 /// An orthonormal tangent pair for `n`, right-handed (t x b = n) so projected faces keep their
