@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use img3d_queue::JobQueue;
+use img3d_queue::QueueProbe;
 
 use crate::{ClientError, Metrics, Shutdown};
 
@@ -73,7 +73,7 @@ pub struct Ops {
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// The queue, probed by `/readyz` and sampled by `/metrics` (None: no queue to probe).
-    pub queue: Option<Arc<dyn JobQueue>>,
+    pub queue: Option<Arc<dyn QueueProbe>>,
     /// Draining makes the process not ready.
     pub shutdown: Shutdown,
 }

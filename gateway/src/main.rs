@@ -6,18 +6,20 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, Shutdown};
-use img3d_queue::JobQueue;
+use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, RedisOptions, Shutdown};
+use img3d_queue::redis::RedisJobQueue;
 
 /// The img3d WebSocket gateway (ws://HOST:PORT/generate3d), in front of a Redis job queue.
 #[derive(Debug, Parser)]
 #[command(name = "img3d-gateway", version, about)]
 struct Cli {
-    /// Address to listen on for clients and for /healthz, /readyz and /metrics.
+    /// Address to listen on for clients and for /healthz, /readyz and /metrics. Port 0 picks a
+    /// free port; the bound address is printed on stdout.
     #[arg(long, env = "IMG3D_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
 
-    /// Redis URL of the job queue shared with the workers (e.g. redis://127.0.0.1:6379).
+    /// Redis URL of the job queue shared with the workers: redis://[:PASSWORD@]HOST:PORT[/DB],
+    /// or rediss:// for TLS.
     #[arg(long, env = "IMG3D_REDIS")]
     redis: String,
 
@@ -26,30 +28,33 @@ struct Cli {
     prefix: String,
 
     #[command(flatten)]
-    gateway: GatewayConfig,
-}
+    redis_options: RedisOptions,
 
-/// The Redis job queue. The plug-in point for `img3d_queue::redis` (the redis issue).
-async fn redis_queue(url: &str, prefix: &str, max_queue: usize) -> anyhow::Result<Arc<dyn JobQueue>> {
-    let _ = (url, prefix, max_queue);
-    anyhow::bail!(
-        "the Redis queue backend is not built yet (img3d_queue::redis is still to land), so \
-         img3d-gateway cannot run; on one machine use `img3d-worker standalone` instead"
-    )
+    #[command(flatten)]
+    gateway: GatewayConfig,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     img3d_gateway::telemetry::init_tracing();
-    let queue = redis_queue(&cli.redis, &cli.prefix, cli.gateway.max_queue).await?;
+    let mut cfg = cli.redis_options.config(&cli.redis, &cli.prefix);
+    cfg.max_queue_len = cli.gateway.max_queue;
+    let queue = RedisJobQueue::connect(cfg).await.context("connecting to the Redis queue")?;
+    tracing::info!(gateway = queue.gateway_id(), prefix = %cli.prefix, "connected to Redis");
     let shutdown = Shutdown::new();
     shutdown.on_signals(cli.gateway.drain_deadline);
-    let gateway =
-        Gateway::new(cli.gateway, queue, Arc::new(Health::new()), Arc::new(Metrics::new()), shutdown);
+    let gateway = Gateway::new(
+        cli.gateway,
+        Arc::new(queue),
+        Arc::new(Health::new()),
+        Arc::new(Metrics::new()),
+        shutdown,
+    );
     let listener =
         tokio::net::TcpListener::bind(cli.listen).await.with_context(|| format!("binding {}", cli.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "img3d-gateway listening");
+    // One line on stdout, for scripts and tests that asked for port 0.
+    println!("listening on {}", listener.local_addr()?);
     img3d_gateway::serve(listener, gateway).await?;
     tracing::info!("drained; exiting");
     Ok(())

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
 use img3d_protocol::{ClientOptions, ENDPOINT_PATH};
-use img3d_queue::JobQueue;
+use img3d_queue::{JobQueue, QueueProbe};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
@@ -53,7 +53,12 @@ impl Gateway {
         Arc::new(Gateway {
             connections: Arc::new(Semaphore::new(config.max_connections)),
             decoders: Arc::new(Semaphore::new(cpus)),
-            ops: Arc::new(Ops { health, metrics, queue: Some(queue.clone()), shutdown: shutdown.clone() }),
+            ops: Arc::new(Ops {
+                health,
+                metrics,
+                queue: Some(queue.clone() as Arc<dyn QueueProbe>),
+                shutdown: shutdown.clone(),
+            }),
             config,
             queue,
             shutdown,

@@ -27,9 +27,17 @@ use async_trait::async_trait;
 use img3d_protocol::{PartName, ProgressStage};
 use tokio_util::sync::CancellationToken;
 
+/// What readiness checks and metrics read: the queue's depth and age. Both sides of a
+/// distributed backend can answer it (a queue worker's `/readyz` probes the queue too).
+#[async_trait]
+pub trait QueueProbe: Send + Sync + 'static {
+    /// Depth and age of the queue, for metrics and readiness.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+}
+
 /// Gateway side of the queue.
 #[async_trait]
-pub trait JobQueue: Send + Sync + 'static {
+pub trait JobQueue: QueueProbe {
     /// Enqueues a job at the back of the FIFO, or refuses at once when the queue is full
     /// ([`SubmitError::Full`]) or unreachable ([`SubmitError::Unavailable`]). Never waits for
     /// room.
@@ -40,9 +48,6 @@ pub trait JobQueue: Send + Sync + 'static {
     /// passes without a terminal event it yields `Failed` with code `timeout` and cancels the
     /// job.
     async fn submit(&self, job: NewJob) -> Result<JobHandle, SubmitError>;
-
-    /// Depth and age of the queue, for metrics and readiness.
-    async fn stats(&self) -> Result<QueueStats, QueueError>;
 }
 
 /// Worker side of the queue.

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    Failure, Job, JobEvent, JobHandle, JobId, JobQueue, Lease, NewJob, Part, QueueError, QueueStats,
-    SubmitError, WorkQueue,
+    Failure, Job, JobEvent, JobHandle, JobId, JobQueue, Lease, NewJob, Part, QueueError, QueueProbe,
+    QueueStats, SubmitError, WorkQueue,
 };
 
 /// Capacity of each job's event channel.
@@ -209,7 +209,10 @@ impl JobQueue for MemoryQueue {
         });
         Ok(JobHandle::new(id, rx, new.timeout, canceller))
     }
+}
 
+#[async_trait]
+impl QueueProbe for MemoryQueue {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let state = self.shared.lock();
         let live = state.waiting.iter().filter(|e| !e.is_dead());

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use img3d_gateway::GatewayConfig;
+use img3d_gateway::{GatewayConfig, RedisOptions};
 use img3d_pipeline::DeviceSpec;
 
 use crate::ModelSpec;
@@ -60,13 +60,18 @@ pub struct ModelArgs {
 /// `img3d-worker --redis URL --model M`: takes jobs from Redis.
 #[derive(Debug, Clone, Args)]
 pub struct QueueWorkerArgs {
-    /// Redis URL of the job queue shared with the gateways (e.g. redis://127.0.0.1:6379).
+    /// Redis URL of the job queue shared with the gateways: redis://[:PASSWORD@]HOST:PORT[/DB],
+    /// or rediss:// for TLS.
     #[arg(long, env = "IMG3D_REDIS")]
     pub redis: Option<String>,
 
     /// Prefix of every Redis key (must match the gateways').
     #[arg(long, env = "IMG3D_PREFIX", default_value = "img3d")]
     pub prefix: String,
+
+    /// Dead-process detection (the same values as the gateways').
+    #[command(flatten)]
+    pub redis_options: RedisOptions,
 
     /// Model: `tiny`, `crm` or a bundle directory (see `standalone --help`).
     #[arg(long, env = "IMG3D_MODEL")]

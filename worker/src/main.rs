@@ -5,23 +5,28 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use img3d_gateway::{Metrics, Shutdown};
-use img3d_queue::{JobQueue, WorkQueue};
+use img3d_gateway::{Metrics, RedisOptions, Shutdown};
+use img3d_queue::redis::RedisWorkQueue;
+use img3d_queue::{QueueProbe, WorkQueue};
 use img3d_worker::cli::{BundleConfigArgs, Cli, Command, QueueWorkerArgs, RunArgs, StandaloneArgs};
 use img3d_worker::standalone::{serve_queue_worker, serve_standalone, Loader};
 use img3d_worker::{crm, ModelSpec};
 
-/// The Redis queue, worker side (and its gateway side, for `/readyz` to probe). The plug-in
-/// point for `img3d_queue::redis` (the redis issue).
+/// The Redis queue, worker side: jobs for the worker loop, and the same connection pool as the
+/// probe behind `/readyz` and the queue gauges of `/metrics`.
 async fn redis_queue(
     url: &str,
     prefix: &str,
-) -> anyhow::Result<(Arc<dyn WorkQueue>, Option<Arc<dyn JobQueue>>)> {
-    let _ = (url, prefix);
-    anyhow::bail!(
-        "the Redis queue backend is not built yet (img3d_queue::redis is still to land), so the \
-         queue worker cannot run; on one machine use `img3d-worker standalone` instead"
-    )
+    options: &RedisOptions,
+) -> anyhow::Result<(Arc<dyn WorkQueue>, Option<Arc<dyn QueueProbe>>)> {
+    let queue = RedisWorkQueue::connect(options.config(url, prefix))
+        .await
+        .context("connecting to the Redis queue")?;
+    tracing::info!(worker = queue.worker_id(), prefix, "connected to Redis");
+    let queue = Arc::new(queue);
+    let work: Arc<dyn WorkQueue> = queue.clone();
+    let probe: Arc<dyn QueueProbe> = queue;
+    Ok((work, Some(probe)))
 }
 
 fn loader(model: ModelSpec, device: img3d_pipeline::DeviceSpec) -> Loader {
@@ -34,13 +39,14 @@ async fn queue_worker(args: QueueWorkerArgs) -> anyhow::Result<()> {
          `standalone` (one machine) or `run IMAGE` (one image); see --help",
     )?;
     let model = args.model.context("--model tiny|crm|DIR (or IMG3D_MODEL) is required")?;
-    let (work, probe) = redis_queue(&redis, &args.prefix).await?;
+    let (work, probe) = redis_queue(&redis, &args.prefix, &args.redis_options).await?;
     let shutdown = Shutdown::new();
     shutdown.on_signals(args.drain_deadline);
     let listener = tokio::net::TcpListener::bind(args.health_listen)
         .await
         .with_context(|| format!("binding {}", args.health_listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "health and metrics listening");
+    // One line on stdout, for scripts and tests that asked for port 0.
+    println!("listening on {}", listener.local_addr()?);
     let metrics = Arc::new(Metrics::new());
     serve_queue_worker(listener, work, probe, loader(model, args.device), shutdown, metrics).await
 }

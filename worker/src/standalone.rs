@@ -7,7 +7,7 @@ use img3d_gateway::health::{ops_router, Ops};
 use img3d_gateway::{Component, Gateway, GatewayConfig, Health, Metrics, Shutdown};
 use img3d_protocol::FailureCode;
 use img3d_queue::memory::MemoryQueue;
-use img3d_queue::{Failure, JobQueue, WorkQueue};
+use img3d_queue::{Failure, QueueProbe, WorkQueue};
 use tokio::net::TcpListener;
 
 use crate::{Pipeline, WorkerOptions};
@@ -57,11 +57,12 @@ pub async fn serve_standalone(
 
 /// Serves `/healthz`, `/readyz` and `/metrics` for a queue worker on `listener` and runs the
 /// worker loop on `queue` once `load` succeeds, until `shutdown` has drained. `probe` (the
-/// same backend's gateway side, if any) lets `/readyz` check the queue is reachable.
+/// same queue, read-only) lets `/readyz` check the queue is reachable and `/metrics` sample its
+/// depth.
 pub async fn serve_queue_worker(
     listener: TcpListener,
     queue: Arc<dyn WorkQueue>,
-    probe: Option<Arc<dyn JobQueue>>,
+    probe: Option<Arc<dyn QueueProbe>>,
     load: Loader,
     shutdown: Shutdown,
     metrics: Arc<Metrics>,

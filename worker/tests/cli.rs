@@ -57,13 +57,14 @@ fn run_without_a_bundle_says_so() {
     assert!(err.contains("no-bundle-here") && err.contains("config.json"), "{err}");
 }
 
-/// The queue worker without Redis wiring refuses plainly instead of pretending.
+/// The queue worker with Redis unreachable exits 1 at start-up, saying so; without --redis
+/// it says how to give one.
 #[test]
-fn queue_worker_without_redis_backend_says_so() {
-    let out = worker(&["--redis", "redis://127.0.0.1:6379", "--model", "tiny"]);
+fn queue_worker_without_redis_says_so() {
+    let out = worker(&["--redis", "redis://127.0.0.1:1", "--model", "tiny"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Redis queue backend is not built yet"), "{err}");
+    assert!(err.contains("connecting to the Redis queue"), "{err}");
 
     let out = worker(&[]);
     assert_eq!(out.status.code(), Some(1));

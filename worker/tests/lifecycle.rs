@@ -111,7 +111,7 @@ impl Pipeline for PanicOnce {
         if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
             panic!("boom: a shape mismatch deep in the model");
         }
-        double::PlaceholderPipeline { delay: Duration::ZERO }.run(image, sink)
+        double::PlaceholderPipeline { delay: Duration::ZERO, output_bytes: 0 }.run(image, sink)
     }
 
     fn describe(&self) -> String {

@@ -11,8 +11,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::pump::{Pump, Wake};
 use super::scripts::SCRIPTS;
-use super::{backend, ms, process_id, reaper, subscriber, ReapReport, RedisConfig, Shared, IDLE_TTL};
-use crate::{JobHandle, JobId, JobQueue, NewJob, QueueError, QueueStats, SubmitError};
+use super::{backend, ms, process_id, reaper, stats, subscriber, ReapReport, RedisConfig, Shared, IDLE_TTL};
+use crate::{JobHandle, JobId, JobQueue, NewJob, QueueError, QueueProbe, QueueStats, SubmitError};
 
 /// Where notices for this gateway's jobs are delivered: job id -> its pump.
 pub(crate) type Registry = Mutex<HashMap<JobId, mpsc::UnboundedSender<Wake>>>;
@@ -125,33 +125,12 @@ impl JobQueue for RedisJobQueue {
         tokio::spawn(pump.run());
         Ok(JobHandle::new(id, events_rx, job.timeout, Box::new(move || abandon.cancel())))
     }
+}
 
+#[async_trait]
+impl QueueProbe for RedisJobQueue {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let keys = &self.shared.keys;
-        let mut conn = self.shared.conn().await?;
-        let (depth, oldest, workers, (secs, micros)): (u64, Option<String>, Vec<String>, (u64, u64)) =
-            redis::pipe()
-                .llen(keys.pending())
-                .lindex(keys.pending(), -1)
-                .smembers(keys.workers())
-                .cmd("TIME")
-                .query_async(&mut conn)
-                .await
-                .map_err(backend)?;
-        let now_ms = secs * 1000 + micros / 1000;
-        let mut oldest_age = None;
-        if let Some(id) = oldest.and_then(|s| s.parse().ok().map(JobId)) {
-            let submitted: Option<u64> = conn.hget(keys.job(id), "submitted_ms").await.map_err(backend)?;
-            oldest_age = submitted.map(|t| Duration::from_millis(now_ms.saturating_sub(t)));
-        }
-        let mut pipe = redis::pipe();
-        for w in &workers {
-            pipe.exists(keys.worker_alive(w)).llen(keys.inflight(w));
-        }
-        let per_worker: Vec<u64> = pipe.query_async(&mut conn).await.map_err(backend)?;
-        let alive = per_worker.chunks(2).filter(|c| c[0] == 1).count() as u64;
-        let running = per_worker.chunks(2).map(|c| c[1]).sum();
-        Ok(QueueStats { depth, oldest_age, running, workers: Some(alive) })
+        stats::read(&self.shared).await
     }
 }
 

@@ -29,6 +29,7 @@ mod notice;
 mod pump;
 mod reaper;
 mod scripts;
+mod stats;
 mod subscriber;
 mod worker;
 

@@ -12,8 +12,8 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::lease::RedisLease;
 use super::scripts::SCRIPTS;
-use super::{backend, ms, process_id, reaper, ReapReport, RedisConfig, Shared, IDLE_TTL};
-use crate::{Failure, Job, JobId, Lease, QueueError, WorkQueue};
+use super::{backend, ms, process_id, reaper, stats, ReapReport, RedisConfig, Shared, IDLE_TTL};
+use crate::{Failure, Job, JobId, Lease, QueueError, QueueProbe, QueueStats, WorkQueue};
 
 /// Longest single `BLMOVE` block; `next` loops for longer waits. Well under the command
 /// timeout, so a blocked pop is never mistaken for a dead connection.
@@ -86,6 +86,14 @@ impl WorkQueue for RedisWorkQueue {
                 Err(_) => return Err(QueueError::Backend("the pop task ended without an answer".into())),
             }
         }
+    }
+}
+
+/// A queue worker's `/readyz` and `/metrics` read the shared queue through its own connection.
+#[async_trait]
+impl QueueProbe for RedisWorkQueue {
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        stats::read(&self.inner.shared).await
     }
 }
 

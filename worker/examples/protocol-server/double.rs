@@ -17,6 +17,10 @@ const VIEW: u32 = 256;
 pub struct PlaceholderPipeline {
     /// Total time a job takes, spread over the three parts.
     pub delay: Duration,
+    /// Pads `output3d.zip` with a stored entry of noise (`padding.bin`) until the part is at
+    /// least this many bytes (0: no padding), for tests of large parts. Each entry carries its
+    /// CRC-32, so a reader can tell the part arrived intact.
+    pub output_bytes: usize,
 }
 
 impl PlaceholderPipeline {
@@ -59,8 +63,22 @@ pub fn views(input: &RgbImage, shift: impl Fn(usize, [u8; 3]) -> [u8; 3]) -> Rgb
     strip
 }
 
-/// A zip with a textured cube: `mesh.obj`, `mesh.mtl`, `mesh.png` (the input as texture).
-pub fn mesh_zip(texture: &RgbImage) -> Vec<u8> {
+/// Deterministic incompressible bytes (xorshift).
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A zip with a textured cube: `mesh.obj`, `mesh.mtl`, `mesh.png` (the input as texture), and
+/// `padding.bin` (stored noise) if needed to reach `min_bytes`.
+pub fn mesh_zip(texture: &RgbImage, min_bytes: usize) -> Vec<u8> {
     let mut obj = String::from("# placeholder cube from the img3d protocol test double\nmtllib mesh.mtl\n");
     for (x, y, z) in
         [(-1, -1, -1), (1, -1, -1), (1, 1, -1), (-1, 1, -1), (-1, -1, 1), (1, -1, 1), (1, 1, 1), (-1, 1, 1)]
@@ -79,6 +97,16 @@ pub fn mesh_zip(texture: &RgbImage) -> Vec<u8> {
     {
         zip.start_file(name, options).expect("zip entry");
         zip.write_all(&bytes).expect("zip write");
+    }
+    // Entry and central directory headers of padding.bin: well under 200 bytes.
+    let written = zip.get_ref().map_or(0, |w| w.get_ref().len());
+    let pad = min_bytes.saturating_sub(written + 200);
+    if pad > 0 {
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored)
+            .large_file(pad >= u32::MAX as usize);
+        zip.start_file("padding.bin", stored).expect("zip entry");
+        zip.write_all(&noise(pad)).expect("zip write");
     }
     zip.finish().expect("zip finish").into_inner()
 }
@@ -106,7 +134,7 @@ impl Pipeline for PlaceholderPipeline {
         sink.part(PartName::XyzImages, png(&xyz))?;
 
         self.work(sink, ProgressStage::Export, step)?;
-        sink.part(PartName::Output3d, mesh_zip(&square))
+        sink.part(PartName::Output3d, mesh_zip(&square, self.output_bytes))
     }
 
     fn describe(&self) -> String {

@@ -47,7 +47,7 @@ pub async fn start_loading(config: GatewayConfig, load: img3d_worker::standalone
 
 /// The placeholder double with `delay_ms` per job.
 pub fn placeholder(delay_ms: u64) -> Arc<dyn Pipeline> {
-    Arc::new(double::PlaceholderPipeline { delay: Duration::from_millis(delay_ms) })
+    Arc::new(double::PlaceholderPipeline { delay: Duration::from_millis(delay_ms), output_bytes: 0 })
 }
 
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -248,7 +248,7 @@ impl Pipeline for Gate {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        double::PlaceholderPipeline { delay: Duration::ZERO }.run(image, sink)
+        double::PlaceholderPipeline { delay: Duration::ZERO, output_bytes: 0 }.run(image, sink)
     }
 
     fn describe(&self) -> String {
