@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod config;
 pub mod device;
 pub mod diffusion;
+pub mod download;
 pub mod error;
 pub mod mesh;
 pub mod pipeline;
