@@ -1,5 +1,6 @@
 //! A private `redis-server` for tests that kill, restart or reconfigure Redis (so they never
-//! disturb the shared one on 6379). Also used by the end-to-end package (`tests/`).
+//! disturb the shared one on 6379). Also used by the scale-out end-to-end tests
+//! (`tests/scaleout/`).
 
 #![allow(dead_code)]
 
