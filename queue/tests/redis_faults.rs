@@ -188,6 +188,32 @@ async fn dead_gateway_jobs_are_dropped() {
     let _ = lease.fail(img3d_queue::Failure::new(FailureCode::Cancelled, "client gone")).await;
 }
 
+/// A job's own client-alive key may outlive its gateway by up to a third of the TTL (it was set
+/// at submit, after the gateway's last refresh); the gateway's heartbeat key does not. With the
+/// heartbeat gone, a worker skips the queued job even though its own key is still there, and
+/// the running job's token fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_a_dead_gateway_are_abandoned_together() {
+    let mut cfg = fast(shared_url());
+    cfg.client_ttl = Duration::from_secs(30); // the jobs' own keys stay for the whole test
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+    let running = gateway.submit(job("running")).await.unwrap();
+    let lease = pop(&worker).await;
+    let queued = gateway.submit(job("queued")).await.unwrap();
+    // The gateway process dies and its heartbeat expires (now, rather than in 30 s).
+    let heartbeat = format!("{}:gateway:{}:alive", cfg.prefix, gateway.gateway_id());
+    std::mem::forget((running, queued));
+    drop(gateway);
+    let mut conn =
+        redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let deleted: i64 = conn.del(&heartbeat).await.unwrap();
+    assert_eq!(deleted, 1, "no heartbeat key {heartbeat}");
+    bounded("the running job's token", lease.cancel_token().cancelled()).await;
+    assert!(worker.next(Duration::from_millis(300)).await.unwrap().is_none(), "an abandoned job started");
+    let _ = lease.fail(img3d_queue::Failure::new(FailureCode::Cancelled, "client gone")).await;
+}
+
 /// Notices published while the gateway's pub/sub connection is down are recovered from the
 /// job's stored state as soon as it resubscribes (the periodic resync is off here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

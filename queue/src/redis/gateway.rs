@@ -51,12 +51,19 @@ impl RedisJobQueue {
         let registry: Arc<Registry> = Arc::default();
         let stop = CancellationToken::new();
         let mut ready = subscriber::spawn(shared.clone(), channel.clone(), registry.clone(), stop.clone());
-        let subscribed = tokio::time::timeout(shared.cfg.connect_timeout * 2, ready.wait_for(|up| *up)).await;
-        if !matches!(subscribed, Ok(Ok(_))) {
+        let subscribed = tokio::time::timeout(shared.cfg.connect_timeout * 2, ready.wait_for(|up| *up))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !subscribed {
             stop.cancel();
             return Err(QueueError::Backend("could not subscribe to the notice channel".into()));
         }
-        tokio::spawn(refresh_client_alive(shared.clone(), registry.clone(), stop.clone()));
+        let alive_key = shared.keys.gateway_alive(&gateway_id);
+        if let Err(e) = beat(&shared, &alive_key).await {
+            stop.cancel();
+            return Err(e);
+        }
+        tokio::spawn(refresh_client_alive(shared.clone(), alive_key, registry.clone(), stop.clone()));
         reaper::spawn(shared.clone(), stop.clone());
         Ok(RedisJobQueue { shared, gateway_id, channel, registry, _background: stop.drop_guard() })
     }
@@ -91,6 +98,7 @@ impl RedisJobQueue {
             .arg(ms(cfg.client_ttl))
             .arg(ms(GRACE))
             .arg(ms(IDLE_TTL))
+            .arg(self.shared.keys.gateway_alive(&self.gateway_id))
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
@@ -134,9 +142,21 @@ impl QueueProbe for RedisJobQueue {
     }
 }
 
-/// Keeps the "client alive" key of every job of this process fresh. When the process dies the
-/// keys expire within the client TTL and workers drop or cancel the jobs.
-async fn refresh_client_alive(shared: Arc<Shared>, registry: Arc<Registry>, stop: CancellationToken) {
+/// Sets this gateway's heartbeat key for one client TTL.
+async fn beat(shared: &Shared, alive_key: &str) -> Result<(), QueueError> {
+    let mut conn = shared.conn().await?;
+    conn.pset_ex(alive_key, 1, ms(shared.cfg.client_ttl)).await.map_err(backend)
+}
+
+/// Keeps this process's heartbeat key and the "client alive" key of each of its jobs fresh.
+/// When the process dies they expire within the client TTL (the heartbeat, which every job of
+/// the process depends on, at one moment) and workers drop or cancel the jobs.
+async fn refresh_client_alive(
+    shared: Arc<Shared>,
+    alive_key: String,
+    registry: Arc<Registry>,
+    stop: CancellationToken,
+) {
     let ttl = shared.cfg.client_ttl;
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -144,6 +164,9 @@ async fn refresh_client_alive(shared: Arc<Shared>, registry: Arc<Registry>, stop
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if let Err(e) = beat(&shared, &alive_key).await {
+            tracing::warn!(error = %e, "gateway heartbeat failed");
         }
         let ids: Vec<JobId> = registry.lock().unwrap().keys().copied().collect();
         if ids.is_empty() {

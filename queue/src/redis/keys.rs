@@ -14,6 +14,7 @@
 //! | `P:job:{id}:alive` | string | client TTL | present while a gateway holds the client's connection |
 //! | `P:job:{id}:part:{n}` | string | payload TTL | result part `n` (claim-check) |
 //! | `P:job:{id}:part:{n}:a{k}` | string | payload TTL | part `n` being written by attempt `k` (renamed into place) |
+//! | `P:gateway:{g}:alive` | string | client TTL | present while gateway process `g` lives |
 //! | `P:gateway:{g}:notices` | pub/sub channel | - | small notices for the jobs of gateway process `g` |
 //!
 //! The Lua scripts build the per-job names of jobs they find in lists from
@@ -89,6 +90,12 @@ impl Keys {
         format!("{}:job:{id}:part:{seq}:a{attempt}", self.prefix)
     }
 
+    /// Gateway process `g`'s heartbeat key. All its jobs are abandoned together when it
+    /// expires, so a worker that finds one job of a dead gateway abandoned finds them all so.
+    pub fn gateway_alive(&self, gateway: &str) -> String {
+        format!("{}:gateway:{gateway}:alive", self.prefix)
+    }
+
     /// The notice channel of gateway process `g`.
     pub fn notices(&self, gateway: &str) -> String {
         format!("{}:gateway:{gateway}:notices", self.prefix)
@@ -110,5 +117,6 @@ mod tests {
         assert_eq!(keys.part(id, 2), format!("img3d:job:{id}:part:2"));
         assert_eq!(keys.inflight("w1"), "img3d:worker:w1:inflight");
         assert_eq!(keys.notices("g"), "img3d:gateway:g:notices");
+        assert_eq!(keys.gateway_alive("g"), "img3d:gateway:g:alive");
     }
 }

@@ -32,11 +32,13 @@ pub(crate) struct RedisLease {
 }
 
 impl RedisLease {
-    /// A lease on a claimed job; its watcher runs until the lease ends.
-    pub(crate) fn start(inner: Arc<WorkerInner>, job: Job, deadline: Instant) -> Self {
+    /// A lease on a claimed job whose gateway's heartbeat key is `gateway_alive`; its watcher
+    /// runs until the lease ends.
+    pub(crate) fn start(inner: Arc<WorkerInner>, job: Job, gateway_alive: String, deadline: Instant) -> Self {
         let token = CancellationToken::new();
         let stop = CancellationToken::new();
-        tokio::spawn(watch(inner.clone(), job.clone(), token.clone(), stop.clone(), deadline));
+        let watcher = watch(inner.clone(), job.clone(), gateway_alive, token.clone(), stop.clone(), deadline);
+        tokio::spawn(watcher);
         RedisLease { job, inner, token, ended: false, _watcher: stop.drop_guard() }
     }
 
@@ -117,6 +119,7 @@ async fn end_once(inner: &WorkerInner, job: &Job, outcome: &End) -> Result<Strin
 async fn watch(
     inner: Arc<WorkerInner>,
     job: Job,
+    gateway_alive: String,
     token: CancellationToken,
     stop: CancellationToken,
     deadline: Instant,
@@ -135,17 +138,18 @@ async fn watch(
         }
         let checked = async {
             let mut conn = inner.shared.conn().await?;
-            let (fields, alive): (Vec<Option<String>>, bool) = redis::pipe()
+            let (fields, alive, gateway): (Vec<Option<String>>, bool, bool) = redis::pipe()
                 .cmd("HMGET")
                 .arg(keys.job(job.id))
                 .arg(&["state", "worker", "attempt"])
                 .exists(keys.client_alive(job.id))
+                .exists(&gateway_alive)
                 .query_async(&mut conn)
                 .await
                 .map_err(backend)?;
             let expected = ["running", inner.worker_id.as_str(), attempt.as_str()];
             let ours = fields.len() == 3 && fields.iter().zip(expected).all(|(f, e)| f.as_deref() == Some(e));
-            Ok::<_, QueueError>(ours && alive)
+            Ok::<_, QueueError>(ours && alive && gateway)
         };
         match checked.await {
             Ok(true) => {}

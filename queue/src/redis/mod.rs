@@ -15,8 +15,11 @@
 //!   re-reads the job's stored state after a pub/sub reconnect (and periodically), so a missed
 //!   notice delays a part, never loses it.
 //! - **Nobody waits, no GPU spent.** Each job has a "client alive" key refreshed by its
-//!   gateway; workers skip a job whose key is gone and cancel a running lease at the next
-//!   check. Deadlines are enforced by the gateway's handle and by the worker's lease.
+//!   gateway, and each gateway process a heartbeat key; workers skip a job when either is
+//!   gone and cancel a running lease at the next check. Every job of a dead gateway depends on
+//!   the one heartbeat, so they are all abandoned at the same moment: a worker that stops the
+//!   running one never starts one queued behind it. Deadlines are enforced by the gateway's
+//!   handle and by the worker's lease.
 //! - **Bounded.** `submit` checks the bound and pushes in one script.
 //!
 //! Key names: [`Keys`]. Lua scripts: `lua/*.lua`. Redis Cluster is not supported (the

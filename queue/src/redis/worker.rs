@@ -176,7 +176,7 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
         .await
         .map_err(backend)?;
     match reply.first().map(String::as_str) {
-        Some("ok") if reply.len() == 6 => {}
+        Some("ok") if reply.len() == 7 => {}
         Some("skip") => {
             tracing::info!(job = %id, reason = reply.get(1).map(String::as_str), "skipped a job nobody waits for");
             return Ok(None);
@@ -196,7 +196,8 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
     };
     // The deadline by Redis' clock, turned into this machine's monotonic clock.
     let local_deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    let lease = RedisLease::start(inner.clone(), job, local_deadline);
+    let gateway_alive = reply[6].clone();
+    let lease = RedisLease::start(inner.clone(), job, gateway_alive, local_deadline);
     if lease.job().image.is_empty() {
         let failure = Failure::new(
             img3d_protocol::FailureCode::Internal,

@@ -7,14 +7,18 @@
 -- KEYS[4] image key             P:job:{id}:image
 -- ARGV[1] job id
 -- ARGV[2] worker id
--- Returns {'ok', attempt, submitted_ms, deadline_ms, now_ms, channel}
+-- The job hash's field gateway_alive names its gateway's heartbeat key (P:gateway:{g}:alive,
+-- not in KEYS: only the hash knows it); the job is abandoned when that key or the job's own
+-- client-alive key is gone.
+-- Returns {'ok', attempt, submitted_ms, deadline_ms, now_ms, channel, gateway heartbeat key}
 --      or {'skip', reason}  (the job was dropped from the in-flight list)
 --      or {'gone'}          (not in our in-flight list any more: a reaper took it back)
 
 if not redis.call('LPOS', KEYS[2], ARGV[1]) then
   return {'gone'}
 end
-local st = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'submitted_ms', 'deadline_ms', 'channel')
+local st = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'submitted_ms', 'deadline_ms', 'channel',
+  'gateway_alive')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local skip = nil
@@ -22,7 +26,7 @@ if not st[1] then
   skip = 'missing'
 elseif st[1] ~= 'queued' then
   skip = st[1]
-elseif redis.call('EXISTS', KEYS[3]) == 0 then
+elseif redis.call('EXISTS', KEYS[3]) == 0 or not st[6] or redis.call('EXISTS', st[6]) == 0 then
   skip = 'abandoned'
 elseif tonumber(st[4]) <= now then
   skip = 'expired'
@@ -37,4 +41,4 @@ if skip then
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[2])
 redis.call('PUBLISH', st[5], ARGV[1] .. ' started ' .. st[2])
-return {'ok', st[2], st[3], st[4], string.format('%d', now), st[5]}
+return {'ok', st[2], st[3], st[4], string.format('%d', now), st[5], st[6]}

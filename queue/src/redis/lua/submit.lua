@@ -12,6 +12,9 @@
 -- ARGV[5] client-alive TTL, ms
 -- ARGV[6] grace, ms: how long the job's state outlives its deadline
 -- ARGV[7] idle TTL, ms, of the pending list (a deployment unused that long leaves no keys)
+-- ARGV[8] the submitting gateway's heartbeat key, P:gateway:{g}:alive (created if missing,
+--         e.g. after a Redis restart, never extended here: only the gateway's refresher does,
+--         so every job of a dead gateway is abandoned at the same moment)
 -- Returns {1, now_ms} when queued, {0} when full.
 
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then
@@ -24,9 +27,10 @@ local deadline = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[2],
   'state', 'queued', 'attempt', 1, 'parts', 0,
   'submitted_ms', string.format('%d', now), 'deadline_ms', string.format('%d', deadline),
-  'channel', ARGV[4])
+  'channel', ARGV[4], 'gateway_alive', ARGV[8])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[6]))
 redis.call('SET', KEYS[4], '1', 'PX', ARGV[5])
+redis.call('SET', ARGV[8], '1', 'PX', ARGV[5], 'NX')
 redis.call('LPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
 return {1, string.format('%d', now)}
