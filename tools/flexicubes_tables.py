@@ -79,7 +79,7 @@ def main():
         "/// inverted case]` when the case has an ambiguous face shared with the cube at offset",
         "/// (dx, dy, dz), `[0, 0, 0, 0, 0]` otherwise.",
         "#[rustfmt::skip]",
-        "pub const CHECK_TABLE: [[i8; 5]; 256] = [",
+        "pub const CHECK_TABLE: [[i16; 5]; 256] = [",
     ]
     for case in check:
         lines.append("    " + row(case) + ",")

@@ -19,6 +19,7 @@ pub mod error;
 pub mod mesh;
 pub mod pipeline;
 pub mod preprocess;
+pub mod recon;
 pub mod registry;
 pub mod resample;
 pub mod stages;

@@ -285,7 +285,7 @@ pub const NUM_VD_TABLE: [u8; 256] = [
 /// inverted case]` when the case has an ambiguous face shared with the cube at offset
 /// (dx, dy, dz), `[0, 0, 0, 0, 0]` otherwise.
 #[rustfmt::skip]
-pub const CHECK_TABLE: [[i8; 5]; 256] = [
+pub const CHECK_TABLE: [[i16; 5]; 256] = [
     [0, 0, 0, 0, 0],
     [0, 0, 0, 0, 0],
     [0, 0, 0, 0, 0],
