@@ -166,7 +166,7 @@ mod tests {
         assert!(matches!(text(&mut m, r#"{"type": "hint", "x": 1}"#), Ok(Step::Ignored)));
         let newer = r#"{"type": "status", "status": "failed", "error": "gpu on fire", "code": "melted"}"#;
         match text(&mut m, newer) {
-            Ok(Step::Failed { error, code: None }) => assert_eq!(error, "gpu on fire"),
+            Ok(Step::Failed { error, code: Some(FailureCode::Unknown) }) => assert_eq!(error, "gpu on fire"),
             other => panic!("{other:?}"),
         }
         assert!(text(&mut m, "not json").is_err());

@@ -172,9 +172,11 @@ async fn standalone_with_the_tiny_model() {
     send_binary(&mut ws, png(64, 64, 3)).await;
     match first_missing() {
         Some(kind) => {
-            let (code, error) = expect_failed(&mut ws).await;
-            assert_eq!(code, "unavailable");
+            // The parts of the stages this build has arrive first, then the named failure.
+            let (parts, code, error) = expect_parts_then_failed(&mut ws).await;
+            assert_eq!(code, "unavailable", "{error}");
             assert!(error.contains(kind.describe()), "{error}");
+            assert!(!parts.iter().any(|p| p == "output3d.zip"), "{parts:?}");
         }
         None => {
             expect_success(&mut ws).await;
