@@ -71,7 +71,7 @@ pub trait StageProvider: Sync {
 
 /// Every stage provider of this build, in pipeline order. One line per stage.
 pub fn providers() -> &'static [&'static dyn StageProvider] {
-    &[&crate::diffusion::provider::DiffusionProvider]
+    &[&crate::diffusion::provider::DiffusionProvider, &crate::recon::provider::ReconProvider]
 }
 
 /// The seams no registered provider fills.

@@ -1,0 +1,96 @@
+//! The reconstruction as a stage of the pipeline: its slot of `config.json`
+//! ([`ReconConfig`] under `stages.reconstruction`), its bundle file, its tiny random weights and
+//! its loading ([`StageProvider`]).
+//!
+//! Bundle file: `reconstruction.safetensors`, the keys of upstream's `CRM.pth` under their own
+//! names: `unet2.learned_plane`, `unet2.unet.*` (diffusers `UNet2DModel`), `sdfMlp.fc{1,2,3}.*`,
+//! `rgbMlp.fc{1,2,3}.*`, `weightMlp.{0,2}.*`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+use super::{CrmReconstruction, ReconConfig, SharedReconstruction};
+use crate::bundle::{self, Bundle};
+use crate::registry::{LoadedStage, StageKind, StageProvider};
+use crate::tiny::{fnv1a, randomize};
+use crate::PipelineError;
+
+/// The provider's name: its key under `stages` in `config.json`.
+pub const NAME: &str = "reconstruction";
+
+/// Bundle component holding the weights.
+pub const COMPONENT: &str = "reconstruction";
+
+/// Deviation of the tiny bundle's random weights (as the parity fixtures').
+const TINY_STD: f64 = 0.2;
+
+/// The tiny bundle's SDF output layer is scaled down by this much, so the sphere prior dominates
+/// and the random network yields a lumpy closed surface rather than a foam of tiny blobs: every
+/// export step then sees a realistic mesh. Its output is still meaningless.
+const TINY_SDF_OUTPUT_SCALE: f64 = 0.05;
+
+/// The `reconstruction` stage provider.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReconProvider;
+
+/// Parses and validates the provider's config.
+pub fn parse_config(config: &serde_json::Value) -> Result<ReconConfig, PipelineError> {
+    let cfg: ReconConfig = serde_json::from_value(config.clone())
+        .map_err(|e| PipelineError::Internal(format!("stages.{NAME} config: {e}")))?;
+    cfg.validate().map_err(|e| PipelineError::Internal(format!("stages.{NAME} config: {e}")))?;
+    Ok(cfg)
+}
+
+/// The network at `cfg`'s size on `device` with libtorch's default random initialisation, for
+/// benchmarks of the real architecture without its weights (outputs are noise).
+pub fn random(cfg: ReconConfig, device: Device) -> Result<CrmReconstruction, PipelineError> {
+    CrmReconstruction::new(VarStore::new(device), cfg)
+}
+
+impl StageProvider for ReconProvider {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn kind(&self) -> StageKind {
+        StageKind::Reconstruction
+    }
+
+    fn crm_config(&self) -> serde_json::Value {
+        serde_json::to_value(ReconConfig::crm()).expect("config serialises")
+    }
+
+    fn tiny_config(&self) -> serde_json::Value {
+        serde_json::to_value(ReconConfig::tiny()).expect("config serialises")
+    }
+
+    fn write_tiny(&self, config: &serde_json::Value, seed: u64, dir: &Path) -> Result<(), PipelineError> {
+        let cfg = parse_config(config)?;
+        let _guard = tch::no_grad_guard();
+        let model = CrmReconstruction::new(VarStore::new(Device::Cpu), cfg)?;
+        let vs = &model.vs;
+        randomize(vs, seed ^ fnv1a(COMPONENT.as_bytes()), TINY_STD);
+        for (name, mut var) in vs.variables() {
+            if name.starts_with("sdfMlp.fc3.") {
+                let scaled: Tensor = &var * TINY_SDF_OUTPUT_SCALE;
+                var.copy_(&scaled);
+            }
+        }
+        bundle::save_component(dir, COMPONENT, vs)
+    }
+
+    fn load(
+        &self,
+        bundle: &Bundle,
+        config: &serde_json::Value,
+        device: Device,
+    ) -> Result<LoadedStage, PipelineError> {
+        let cfg = parse_config(config)?;
+        let mut model = CrmReconstruction::new(VarStore::new(device), cfg)?;
+        bundle.load_component(model.var_store_mut(), COMPONENT)?;
+        Ok(LoadedStage::Reconstruction(Arc::new(SharedReconstruction::new(model))))
+    }
+}

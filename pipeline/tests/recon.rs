@@ -1,0 +1,174 @@
+//! Parity of the reconstruction network with upstream CRM at tiny width (fixtures from
+//! `tools/parity/recon.py`): the triplane UNet (`UNetPP`), the triplane sampling and heads
+//! (`TetTexNet`, `SdfMlp`, `RgbMlp`, `weightMlp`, `CRM.decode` up to FlexiCubes), and the
+//! triplane input of `generate3d` with its noising.
+
+mod common;
+
+use image::RgbImage;
+use img3d_pipeline::recon::decoder::sample_triplane;
+use img3d_pipeline::recon::input;
+use img3d_pipeline::recon::unet::{TriplaneUNet, TriplaneUNetConfig};
+use img3d_pipeline::recon::{Heads, ReconConfig};
+use tch::Kind;
+
+/// fp32 CPU on both sides with the same op order; 1e-4 is the parity harness' bound (the UNet's
+/// 21 resnets and attention accumulate ~1e-6 differences from BLAS blocking).
+const TOL: f64 = 1e-4;
+
+#[test]
+fn triplane_unet_matches_upstream() {
+    let io = common::load_io("recon_unet");
+    let mut vs = common::cpu_vs();
+    // The fixture's UNetPP: the tiny config's blocks and input, upstream's fixed 32 outputs.
+    let cfg = TriplaneUNetConfig { out_channels: 32, ..TriplaneUNetConfig::tiny() };
+    let unet = TriplaneUNet::new(&vs.root(), &cfg, 64, 192);
+    common::load_weights(&mut vs, "recon_unet");
+    let out = tch::no_grad(|| unet.forward(&io["input"], input::NOISE_STEP));
+    common::assert_close("UNetPP output", &out, &io["output"], TOL);
+}
+
+#[test]
+fn triplane_sampling_and_heads_match_upstream() {
+    let io = common::load_io("recon_heads");
+    let cfg =
+        ReconConfig { unet: TriplaneUNetConfig::tiny(), mlp_hidden: 32, grid_res: 6, ..ReconConfig::crm() };
+    let mut vs = common::cpu_vs();
+    let heads = Heads::new(&vs.root(), &cfg);
+    common::load_weights(&mut vs, "recon_heads");
+    let features = &io["features"];
+
+    let sampled = tch::no_grad(|| sample_triplane(features, &io["points"]));
+    common::assert_close("TetTexNet features", &sampled, &io["point_features"], 1e-5);
+    let colours = heads.colour(features, &io["points"].get(0));
+    common::assert_close("rgbMlp colours", &colours, &io["colours"].get(0), 1e-5);
+
+    let (sdf, deformed, weight) = heads.decode_grid(features, &io["grid_verts"], &io["grid_cubes"], &cfg);
+    common::assert_close("SDF with the sphere prior", &sdf, &io["sdf"], 1e-5);
+    common::assert_close("deformed grid", &deformed, &io["deformed"], 1e-6);
+    common::assert_close("FlexiCubes weights", &weight, &io["weight"], 1e-6);
+}
+
+/// The views of the fixture script (`views(seed)`), as an image.
+fn views(seed: i64) -> RgbImage {
+    RgbImage::from_fn(1536, 256, |x, y| {
+        let (x, y) = (x as i64, y as i64);
+        let px = |c: i64| ((x * 7 + y * 13 + c * 101 + (x / 256) * 37 + seed + x * y) % 256) as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    })
+}
+
+#[test]
+fn triplane_input_matches_upstream() {
+    let io = common::load_io("recon_input");
+    let triplane = input::triplane(&views(0), &views(91)).unwrap();
+    assert_eq!(triplane.size(), [1, 12, 256, 768]);
+    let as_u8 = (&triplane * 255.0).round();
+    let subsample = as_u8.slice(2, 0, 256, 4).slice(3, 0, 768, 4).to_kind(Kind::Uint8);
+    let expected = &io["triplane_subsample"];
+    let mismatched = subsample.ne_tensor(expected).sum(Kind::Int64).int64_value(&[]);
+    assert_eq!(mismatched, 0, "{mismatched} of the sampled triplane values differ");
+    let sums = as_u8.to_kind(Kind::Double).sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Double);
+    common::assert_close("per-channel sums", &sums, &io["triplane_channel_sums"], 0.0);
+
+    let acp = input::sd21_alphas_cumprod();
+    common::assert_close("alphas_cumprod", &acp, &io["alphas_cumprod"], 0.0);
+    let noised = input::add_noise(&io["small"], &io["noise"]);
+    common::assert_close("add_noise at t=20", &noised, &io["noised"], 1e-7);
+}
+
+/// A strip of the wrong size is refused with a message naming the expected size.
+#[test]
+fn wrong_view_size_is_refused() {
+    let err = input::triplane(&RgbImage::new(1536, 255), &views(0)).unwrap_err().to_string();
+    assert!(err.contains("1536x256"), "{err}");
+}
+
+/// Checks `output3d.zip`: the OBJ parses, has faces, every index is valid, UVs lie in [0, 1],
+/// the MTL names the PNG, and the PNG is the 1024x1024 texture. Returns the face count.
+fn check_zip(bytes: &[u8]) -> usize {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut read = |name: &str| {
+        let mut out = Vec::new();
+        zip.by_name(name).unwrap_or_else(|e| panic!("{name}: {e}")).read_to_end(&mut out).unwrap();
+        out
+    };
+    let obj = String::from_utf8(read("output3d.obj")).unwrap();
+    let mtl = String::from_utf8(read("output3d.mtl")).unwrap();
+    let png = image::load_from_memory(&read("output3d.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (1024, 1024));
+    assert_eq!(mtl.lines().find_map(|l| l.strip_prefix("map_Kd ")), Some("output3d.png"));
+    assert_eq!(obj.lines().next(), Some("mtllib output3d.mtl"));
+    let (mut v, mut vt, mut faces) = (0usize, 0usize, Vec::new());
+    for line in obj.lines() {
+        let mut parts = line.split(' ');
+        match parts.next() {
+            Some("v") => {
+                assert!(parts.map(|p| p.parse::<f32>().unwrap()).all(f32::is_finite), "{line}");
+                v += 1;
+            }
+            Some("vt") => {
+                let uv: Vec<f32> = parts.map(|p| p.parse().unwrap()).collect();
+                assert!(uv.len() == 2 && uv.iter().all(|t| (0.0..=1.0).contains(t)), "{line}");
+                vt += 1;
+            }
+            Some("f") => faces.push(
+                parts
+                    .map(|c| {
+                        let (a, b) = c.split_once('/').unwrap();
+                        (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => {}
+        }
+    }
+    assert!(!faces.is_empty(), "no faces");
+    for corners in &faces {
+        assert_eq!(corners.len(), 3);
+        assert!(corners.iter().all(|&(a, b)| (1..=v).contains(&a) && (1..=vt).contains(&b)), "{corners:?}");
+    }
+    faces.len()
+}
+
+/// The tiny bundle's reconstruction end to end: views in, a textured mesh out, the same bytes
+/// for the same seed, other bytes for another seed, progress through both stages, and a
+/// cancelled job stopped before any work.
+#[test]
+fn tiny_reconstruction_exports_a_textured_mesh() {
+    use img3d_pipeline::bundle::Bundle;
+    use img3d_pipeline::recon::provider::{ReconProvider, NAME};
+    use img3d_pipeline::registry::{LoadedStage, StageProvider};
+    use img3d_pipeline::stages::{Stage, StepCtl};
+
+    let cache = tempfile::tempdir().unwrap();
+    let dir = img3d_pipeline::tiny::ensure(cache.path()).unwrap();
+    let bundle = Bundle::open(&dir).unwrap();
+    let config = bundle.config().stages.get(NAME).expect("reconstruction config").clone();
+    let LoadedStage::Reconstruction(recon) = ReconProvider.load(&bundle, &config, tch::Device::Cpu).unwrap()
+    else {
+        panic!("not a reconstruction stage")
+    };
+    let (rgb, ccm) = (views(5), views(17));
+    let never = || false;
+    let mut stages = Vec::new();
+    let mut progress = |stage: Stage, step: u32, total: u32| stages.push((stage, step, total));
+    let zip = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&never, &mut progress)).unwrap();
+    let faces = check_zip(&zip);
+    assert!(faces > 100, "{faces} faces");
+    assert!(
+        stages.contains(&(Stage::Reconstruct, 3, 3)) && stages.contains(&(Stage::Export, 4, 4)),
+        "{stages:?}"
+    );
+
+    let mut ignore = |_: Stage, _: u32, _: u32| {};
+    let again = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&never, &mut ignore)).unwrap();
+    assert!(again == zip, "same views and seed, different bytes");
+    let other = recon.generate3d(&rgb, &ccm, 8, &mut StepCtl::new(&never, &mut ignore)).unwrap();
+    assert!(other != zip, "the seed does not reach the noise");
+
+    let always = || true;
+    let err = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&always, &mut ignore)).unwrap_err();
+    assert!(matches!(err, img3d_pipeline::PipelineError::Cancelled), "{err}");
+}
