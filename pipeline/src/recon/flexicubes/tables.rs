@@ -3,8 +3,10 @@
 //
 // The FlexiCubes lookup tables of NVIDIA's FlexiCubes (Shen et al., "Flexible Isosurface
 // Extraction for Gradient-Based Mesh Optimization", SIGGRAPH 2023), as CRM vendors them
-// (its copy carries NVIDIA's copyright header; NVIDIA publishes FlexiCubes, tables included,
-// under the Apache License 2.0 in nv-tlabs/FlexiCubes). Data only: no upstream code.
+// (its copy carries NVIDIA's copyright header). NVIDIA publishes the same tables under the
+// Apache License 2.0 in Kaolin (NVIDIAGameWorks/kaolin, kaolin/ops/conversions/flexicubes/
+// tables.py); the nv-tlabs/FlexiCubes repository itself is under the NVIDIA Source Code
+// License. Data only: no upstream code.
 
 /// Per marching-cubes case (bit i set = corner i inside), up to 4 dual vertices, each the
 /// cube edges (0..12) whose zero crossings it averages, padded with -1 (upstream `dmc_table`).
