@@ -45,9 +45,24 @@ pub fn parse_config(config: &serde_json::Value) -> Result<ReconConfig, PipelineE
 }
 
 /// The network at `cfg`'s size on `device` with libtorch's default random initialisation, for
-/// benchmarks of the real architecture without its weights (outputs are noise).
+/// benchmarks of the real architecture without its weights (outputs are noise). The SDF head's
+/// output layer is scaled down as in the tiny bundle, so the mesh is a lumpy sphere of about
+/// the size a real object gives (~10-30k faces at 80^3) rather than a foam of 300k faces.
 pub fn random(cfg: ReconConfig, device: Device) -> Result<CrmReconstruction, PipelineError> {
-    CrmReconstruction::new(VarStore::new(device), cfg)
+    let model = CrmReconstruction::new(VarStore::new(device), cfg)?;
+    scale_sdf_output(&model.vs, TINY_SDF_OUTPUT_SCALE);
+    Ok(model)
+}
+
+/// Multiplies `sdfMlp.fc3` (the SDF and deformation outputs) by `factor`.
+fn scale_sdf_output(vs: &VarStore, factor: f64) {
+    let _guard = tch::no_grad_guard();
+    for (name, mut var) in vs.variables() {
+        if name.starts_with("sdfMlp.fc3.") {
+            let scaled: Tensor = &var * factor;
+            var.copy_(&scaled);
+        }
+    }
 }
 
 impl StageProvider for ReconProvider {
@@ -73,12 +88,7 @@ impl StageProvider for ReconProvider {
         let model = CrmReconstruction::new(VarStore::new(Device::Cpu), cfg)?;
         let vs = &model.vs;
         randomize(vs, seed ^ fnv1a(COMPONENT.as_bytes()), TINY_STD);
-        for (name, mut var) in vs.variables() {
-            if name.starts_with("sdfMlp.fc3.") {
-                let scaled: Tensor = &var * TINY_SDF_OUTPUT_SCALE;
-                var.copy_(&scaled);
-            }
-        }
+        scale_sdf_output(vs, TINY_SDF_OUTPUT_SCALE);
         bundle::save_component(dir, COMPONENT, vs)
     }
 
