@@ -31,12 +31,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from bundle import diffusion, onnx_proto, u2net_onnx  # noqa: E402
+from bundle import diffusion, onnx_proto, reconstruction, u2net_onnx  # noqa: E402
 
-# Stage converters by their key under `stages` in config.json: (function, input flags). A stage
-# of the config without an entry here cannot be converted (this tool is older than the build).
+# Stage converters by their key under `stages` in config.json: (function(inputs, args, config)
+# -> (components, constants), input flags). A stage of the config without an entry here cannot
+# be converted (this tool is older than the build).
 STAGES = {
-    "diffusion": (diffusion.convert, ("pixel", "ccm")),
+    "diffusion": (lambda inputs, args, config: diffusion.convert(inputs, args), ("pixel", "ccm")),
+    reconstruction.NAME: (reconstruction.convert, ("crm",)),
 }
 
 # Bundle files outside the stages (pipeline/src/bundle.rs).
@@ -88,6 +90,10 @@ def convert(args):
     if missing:
         raise ValueError(f"missing input(s) for this config: {', '.join(missing)}")
     inputs = {flag: getattr(args, flag) for flag in needed}
+    for name, (_, flags) in STAGES.items():
+        unused = [f"--{flag}" for flag in flags if flag not in needed and getattr(args, flag) is not None]
+        if unused:
+            print(f"note: the config has no `{name}` stage (not in this build yet): {', '.join(unused)} not converted")
 
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not args.force:
@@ -100,7 +106,7 @@ def convert(args):
         save(tmp, U2NET, u2net_component(inputs["u2net"], config))
         constants = {}
         for name in config.get("stages", {}):
-            components, consts = STAGES[name][0](inputs, args)
+            components, consts = STAGES[name][0](inputs, args, config)
             for component, tensors in components.items():
                 save(tmp, component, tensors)
             constants.update(consts)
