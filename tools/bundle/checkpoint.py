@@ -19,10 +19,14 @@ def load_state_dict(path):
     if path.endswith(".safetensors"):
         return load_file(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError:
-        # Old-format (non-zip) files cannot be memory-mapped.
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:
+            # Old-format (non-zip) files cannot be memory-mapped.
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        # (torch's own message suggests weights_only=False, which would run code from the file.)
+        raise ValueError(f"{path}: not a readable PyTorch state dict ({type(e).__name__}): truncated, corrupt or not a checkpoint") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
