@@ -4,9 +4,14 @@
 //! The inputs are fixtures in the official formats at tiny width: rembg-style `u2net.onnx`
 //! files exported with `torch.onnx.export` from upstream U-2-Net (`tools/parity/preprocess.py`:
 //! one keeping the state-dict names and batch norms, one constant-folded with anonymous names).
+//! The diffusion and reconstruction checkpoints are `pixel-diffusion.pth`, `ccm-diffusion.pth`
+//! and `CRM.pth` stand-ins with upstream's key layout at tiny width
+//! (`tools/parity/checkpoints.py`, pipeline/tests/data/checkpoints/).
 //! The converter runs with the project's torch venv (`$IMG3D_TORCH_VENV`, as `scripts/setup`
 //! creates it).
 
+#[path = "common/checkpoints.rs"]
+mod checkpoints;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -143,4 +148,130 @@ fn mismatches_fail_plainly_and_leave_nothing() {
         .filter(|n| n.contains("converting"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// The checkpoint fixtures' tensors by name, as fp32 (read by the torch venv's Python, not by
+/// the converter's code).
+fn checkpoint_tensors(work: &Path, file: &str) -> std::collections::HashMap<String, tch::Tensor> {
+    let out = work.join(format!("{file}.safetensors"));
+    let script = "import sys, torch\nfrom safetensors.torch import save_file\n\
+                  sd = torch.load(sys.argv[1], map_location='cpu', weights_only=True)\n\
+                  save_file({k: v.float().contiguous() for k, v in sd.items()}, sys.argv[2])\n";
+    let run = Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(checkpoints::dir().join(file))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", text(&run));
+    tch::Tensor::read_safetensors(&out).unwrap().into_iter().collect()
+}
+
+fn component(dir: &Path, name: &str) -> Vec<(String, tch::Tensor)> {
+    tch::Tensor::read_safetensors(bundle::component_path(dir, name)).unwrap()
+}
+
+fn fixture_args<'a>(inputs: &'a [String; 4], out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "--u2net",
+        &inputs[0],
+        "--pixel",
+        &inputs[1],
+        "--ccm",
+        &inputs[2],
+        "--crm",
+        &inputs[3],
+        "--out",
+        out.to_str().unwrap(),
+    ]
+}
+
+fn fixture_paths() -> [String; 4] {
+    let p = |path: PathBuf| path.to_str().unwrap().to_owned();
+    let dir = checkpoints::dir();
+    [
+        p(checkpoints::u2net_onnx()),
+        p(dir.join(checkpoints::FILES[0])),
+        p(dir.join(checkpoints::FILES[1])),
+        p(dir.join(checkpoints::FILES[2])),
+    ]
+}
+
+/// Official-layout diffusion and reconstruction checkpoints convert into a bundle that this
+/// crate loads strictly, holding exactly the checkpoints' values under their names, and the
+/// text contexts upstream's own `FrozenOpenCLIPEmbedder` computes from them.
+#[test]
+fn official_checkpoints_round_trip() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("bundle");
+    let paths = fixture_paths();
+    let config = checkpoints::config();
+    let run = convert(&config, work.path(), &fixture_args(&paths, &out));
+    assert!(run.status.success(), "{}", text(&run));
+
+    // Strict loading: every variable of the port filled, nothing left over, shapes equal.
+    let pipeline = Pipeline::load(&out, img3d_pipeline::DeviceSpec::Cpu).unwrap();
+    assert_eq!(pipeline.config(), &config);
+    assert!(
+        pipeline.missing_stages().iter().all(|m| m.contains("not in this build yet")),
+        "{:?}",
+        pipeline.missing_stages()
+    );
+
+    // The values are the checkpoints'.
+    for (file, name) in
+        [("pixel-diffusion.pth", "diffusion_stage1"), ("ccm-diffusion.pth", "diffusion_stage2")]
+    {
+        let want = checkpoint_tensors(work.path(), file);
+        let got = component(&out, name);
+        assert!(got.len() > 400, "{name}: {} tensors", got.len());
+        for (key, value) in &got {
+            let w = want.get(key).unwrap_or_else(|| panic!("{name}: {key} is not in {file}"));
+            assert!(value.to_kind(tch::Kind::Float).equal(w), "{name}: {key} differs from {file}");
+        }
+        // What the port does not run is dropped: the text tower, CLIP's last block and head.
+        assert!(got.iter().all(|(k, _)| !k.starts_with("clip_model.model.transformer.")
+            && !k.starts_with("clip_model.model.visual.transformer.resblocks.2.")
+            && !k.starts_with("clip_model.model.visual.ln_post")
+            && k != "betas"));
+    }
+    let want = checkpoint_tensors(work.path(), "CRM.pth");
+    let got = component(&out, "reconstruction");
+    assert_eq!(got.len(), want.len(), "reconstruction.safetensors holds every key of CRM.pth");
+    for (key, value) in &got {
+        assert_eq!(value.kind(), tch::Kind::Float, "{key} is not fp32");
+        assert!(value.equal(&want[key]), "reconstruction: {key} differs from CRM.pth");
+    }
+
+    // Text contexts: upstream's encode of both prompts on each checkpoint (fp32, same ops in
+    // the same order: 1e-5 allows for a different BLAS reduction order).
+    let constants: std::collections::HashMap<_, _> = component(&out, bundle::CONSTANTS).into_iter().collect();
+    let expected = tch::Tensor::read_safetensors(checkpoints::dir().join("expected.safetensors")).unwrap();
+    assert_eq!(constants.len(), expected.len());
+    for (key, want) in &expected {
+        let got = &constants[&format!("diffusion.{key}")];
+        common::assert_close(key, got, want, 1e-5);
+    }
+}
+
+/// A checkpoint that does not fit the config fails naming the tensor, and leaves nothing.
+#[test]
+fn a_checkpoint_of_another_width_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("bundle");
+    let paths = fixture_paths();
+    let mut config = checkpoints::config();
+    let mut recon = checkpoints::reconstruction();
+    recon["mlp_hidden"] = 64.into();
+    config.stages.insert("reconstruction".into(), recon);
+    let run = convert(&config, work.path(), &fixture_args(&paths, &out));
+    assert!(!run.status.success());
+    assert!(text(&run).contains("sdfMlp.fc1.weight is [32, 13], the config says [64, 13]"), "{}", text(&run));
+    assert!(!out.exists());
+    assert!(std::fs::read_dir(work.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains("converting")));
 }
