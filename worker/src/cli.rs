@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use img3d_gateway::{GatewayConfig, RedisOptions};
 use img3d_pipeline::DeviceSpec;
 
+use crate::model_source::{Converter, ModelSource};
 use crate::ModelSpec;
 
 /// The img3d worker: runs the CRM image-to-3D pipeline on jobs from a Redis queue (one job at
@@ -34,6 +35,49 @@ pub enum Command {
     /// Prints the `config.json` of a model bundle preset as this build defines it: `crm` is
     /// what `tools/convert.py --config` takes to convert the official checkpoints.
     BundleConfig(BundleConfigArgs),
+    /// Downloads and converts the official CRM weights into the cache (what the first use of
+    /// `--model crm` does) and prints the bundle directory, e.g. to mount it into the worker
+    /// image, which has no Python to convert with.
+    PrepareModel(PrepareModelArgs),
+}
+
+/// `img3d-worker prepare-model`.
+#[derive(Debug, Clone, Args)]
+pub struct PrepareModelArgs {
+    /// Where `--model crm` comes from on first use.
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
+}
+
+/// Where `--model crm` comes from on first use: downloads and the converter.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ModelSourceArgs {
+    /// Base URL serving the official files under their names (u2net.onnx, pixel-diffusion.pth,
+    /// ccm-diffusion.pth, CRM.pth), e.g. a mirror; without it, Hugging Face Zhengyi/CRM and
+    /// rembg's GitHub release. Used only when `<cache>/bundles/crm` is missing.
+    #[arg(long, env = "IMG3D_MODEL_SOURCE")]
+    pub model_source: Option<String>,
+
+    /// Python with torch and safetensors that runs the converter (default:
+    /// $IMG3D_TORCH_VENV/bin/python, else ~/.cache/img3d/torch-2.11.0/bin/python, else python3).
+    #[arg(long, env = "IMG3D_PYTHON")]
+    pub converter_python: Option<PathBuf>,
+
+    /// tools/convert.py of this img3d version (default: the source tree this binary was built
+    /// from).
+    #[arg(long, env = "IMG3D_CONVERTER")]
+    pub converter: Option<PathBuf>,
+}
+
+impl ModelSourceArgs {
+    /// The model source these options describe, converting to this build's `crm` layout.
+    pub fn source(&self) -> ModelSource {
+        ModelSource {
+            base_url: self.model_source.clone(),
+            converter: Converter::find(self.converter_python.clone(), self.converter.clone()),
+            ..ModelSource::default()
+        }
+    }
 }
 
 /// `img3d-worker bundle-config crm|tiny`.
@@ -55,6 +99,10 @@ pub struct ModelArgs {
     /// Device: `auto` (first CUDA GPU if any, else CPU), `cpu`, or `cuda:N`.
     #[arg(long, env = "IMG3D_DEVICE", default_value = "auto")]
     pub device: DeviceSpec,
+
+    /// Where `--model crm` comes from on first use.
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
 }
 
 /// `img3d-worker --redis URL --model M`: takes jobs from Redis.
@@ -80,6 +128,10 @@ pub struct QueueWorkerArgs {
     /// Device: `auto`, `cpu` or `cuda:N`. One worker process per GPU.
     #[arg(long, env = "IMG3D_DEVICE", default_value = "auto")]
     pub device: DeviceSpec,
+
+    /// Where `--model crm` comes from on first use.
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
 
     /// Address for /healthz, /readyz (503 with the reason until the model is loaded) and
     /// /metrics.

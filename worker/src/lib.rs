@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod crm;
 mod job_loop;
+pub mod model_source;
 mod once;
 pub mod pipeline;
 mod sink;

@@ -8,7 +8,10 @@ use clap::Parser;
 use img3d_gateway::{Metrics, RedisOptions, Shutdown};
 use img3d_queue::redis::RedisWorkQueue;
 use img3d_queue::{QueueProbe, WorkQueue};
-use img3d_worker::cli::{BundleConfigArgs, Cli, Command, QueueWorkerArgs, RunArgs, StandaloneArgs};
+use img3d_worker::cli::{
+    BundleConfigArgs, Cli, Command, PrepareModelArgs, QueueWorkerArgs, RunArgs, StandaloneArgs,
+};
+use img3d_worker::model_source::{self, ModelSource};
 use img3d_worker::standalone::{serve_queue_worker, serve_standalone, Loader};
 use img3d_worker::{crm, ModelSpec};
 
@@ -29,8 +32,8 @@ async fn redis_queue(
     Ok((work, Some(probe)))
 }
 
-fn loader(model: ModelSpec, device: img3d_pipeline::DeviceSpec) -> Loader {
-    Box::new(move || crm::load(&model, device))
+fn loader(model: ModelSpec, source: ModelSource, device: img3d_pipeline::DeviceSpec) -> Loader {
+    Box::new(move || crm::load(&model, &source, device))
 }
 
 async fn queue_worker(args: QueueWorkerArgs) -> anyhow::Result<()> {
@@ -48,7 +51,15 @@ async fn queue_worker(args: QueueWorkerArgs) -> anyhow::Result<()> {
     // One line on stdout, for scripts and tests that asked for port 0.
     println!("listening on {}", listener.local_addr()?);
     let metrics = Arc::new(Metrics::new());
-    serve_queue_worker(listener, work, probe, loader(model, args.device), shutdown, metrics).await
+    serve_queue_worker(
+        listener,
+        work,
+        probe,
+        loader(model, args.source.source(), args.device),
+        shutdown,
+        metrics,
+    )
+    .await
 }
 
 async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
@@ -59,12 +70,12 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", args.listen))?;
     // One line on stdout, for scripts and tests that asked for port 0.
     println!("listening on {}", listener.local_addr()?);
-    let load = loader(args.model.model, args.model.device);
+    let load = loader(args.model.model, args.model.source.source(), args.model.device);
     serve_standalone(listener, args.gateway, load, shutdown, Arc::new(Metrics::new())).await
 }
 
 fn run_once(args: RunArgs) -> anyhow::Result<()> {
-    let pipeline = crm::load(&args.model.model, args.model.device)?;
+    let pipeline = crm::load(&args.model.model, &args.model.source.source(), args.model.device)?;
     eprintln!("pipeline: {}", pipeline.describe());
     for path in img3d_worker::run_once(&*pipeline, &args.image, &args.out)? {
         println!("{}", path.display());
@@ -81,12 +92,20 @@ fn bundle_config(args: BundleConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn prepare_model(args: PrepareModelArgs) -> anyhow::Result<()> {
+    let cache = img3d_pipeline::tiny::default_cache_dir();
+    let dir = model_source::ensure(&cache, &crm::crm_bundle_dir(&cache), &args.source.source())?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
 fn main() {
     let cli = Cli::parse();
     img3d_gateway::telemetry::init_tracing();
     let result = match cli.command {
         Some(Command::Run(args)) => run_once(args),
         Some(Command::BundleConfig(args)) => bundle_config(args),
+        Some(Command::PrepareModel(args)) => prepare_model(args),
         command => tokio::runtime::Runtime::new().context("starting the runtime").and_then(|rt| {
             rt.block_on(async move {
                 match command {

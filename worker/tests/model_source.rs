@@ -1,0 +1,250 @@
+//! First use of `--model crm`, end to end: a loopback HTTP server (in this file) serves the
+//! tiny official-format checkpoints (`tools/parity/checkpoints.py`) as a `--model-source`
+//! mirror; the worker downloads them into the cache, converts them with `tools/convert.py`
+//! (the torch venv's Python, as `scripts/setup` installs it), loads the bundle, and reuses it
+//! without network afterwards. Broken downloads and conversions leave no bundle and say why.
+
+#[path = "../../pipeline/tests/common/checkpoints.rs"]
+mod checkpoints;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use img3d_pipeline::DeviceSpec;
+use img3d_worker::crm::{self, ModelSpec};
+use img3d_worker::model_source::{downloads_dir, Converter, ModelSource};
+
+/// What the mirror serves and what it saw.
+#[derive(Default)]
+struct Mirror {
+    files: HashMap<String, Vec<u8>>,
+    /// Close the connection after this many body bytes of the next full response of a file.
+    cut: HashMap<String, usize>,
+    /// Publish this SHA-256 (`X-Linked-Etag`, as Hugging Face does) for a file.
+    etag: HashMap<String, String>,
+    /// Every request line and its Range header, in order.
+    requests: Vec<String>,
+}
+
+struct Server {
+    url: String,
+    mirror: Arc<Mutex<Mirror>>,
+}
+
+/// The mirror of the official files: the checkpoint fixtures and the tiny `u2net.onnx`.
+fn serve() -> Server {
+    let mut files = HashMap::new();
+    files.insert("u2net.onnx".to_owned(), std::fs::read(checkpoints::u2net_onnx()).unwrap());
+    for name in checkpoints::FILES {
+        files.insert(name.to_owned(), std::fs::read(checkpoints::dir().join(name)).unwrap());
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mirror", listener.local_addr().unwrap());
+    let mirror = Arc::new(Mutex::new(Mirror { files, ..Mirror::default() }));
+    let shared = mirror.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mirror = shared.clone();
+            std::thread::spawn(move || handle(stream, &mirror));
+        }
+    });
+    Server { url, mirror }
+}
+
+fn handle(mut stream: TcpStream, mirror: &Mutex<Mirror>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+            range = Some(v.trim().trim_end_matches('-').parse::<usize>().unwrap());
+        }
+    }
+    let name = path.strip_prefix("/mirror/").unwrap_or("").to_owned();
+    let (body, etag, cut) = {
+        let mut m = mirror.lock().unwrap();
+        m.requests.push(format!("{path} {range:?}"));
+        let cut = if range.is_none() { m.cut.remove(&name) } else { None };
+        (m.files.get(&name).cloned(), m.etag.get(&name).cloned(), cut)
+    };
+    let Some(body) = body else {
+        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    let etag = etag.map(|e| format!("X-Linked-Etag: \"{e}\"\r\n")).unwrap_or_default();
+    let start = range.unwrap_or(0).min(body.len());
+    let head = match range {
+        Some(start) => format!(
+            "HTTP/1.1 206 Partial Content\r\n{etag}Content-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\n\r\n",
+            body.len() - 1,
+            body.len(),
+            body.len() - start
+        ),
+        None => format!("HTTP/1.1 200 OK\r\n{etag}Content-Length: {}\r\n\r\n", body.len()),
+    };
+    let _ = stream.write_all(head.as_bytes());
+    let end = cut.unwrap_or(body.len());
+    let _ = stream.write_all(&body[start..end]);
+    let _ = stream.flush();
+}
+
+/// The fixtures' layout from `base_url`, converted by this checkout's tools/convert.py.
+fn source(base_url: &str) -> ModelSource {
+    ModelSource {
+        base_url: Some(base_url.to_owned()),
+        converter: Converter::find(None, None),
+        config: checkpoints::config(),
+    }
+}
+
+/// A base URL nothing answers on: any download attempt fails.
+fn offline() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mirror", listener.local_addr().unwrap());
+    drop(listener);
+    url
+}
+
+fn load(cache: &Path, source: &ModelSource) -> anyhow::Result<()> {
+    crm::load_from(cache, &ModelSpec::Crm, source, DeviceSpec::Cpu).map(|_| ())
+}
+
+fn bundle_config(cache: &Path) -> std::path::PathBuf {
+    crm::crm_bundle_dir(cache).join("config.json")
+}
+
+/// Nothing half-made: no bundle, no temporary conversion directory.
+fn assert_no_bundle(cache: &Path) {
+    assert!(!crm::crm_bundle_dir(cache).exists(), "a bundle was left behind");
+    if let Ok(entries) = std::fs::read_dir(cache.join("bundles")) {
+        let names: Vec<_> = entries.map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        assert!(names.iter().all(|n| !n.contains("converting")), "{names:?}");
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    std::fs::write(&p, bytes).unwrap();
+    img3d_pipeline::download::file_sha256(&p).unwrap()
+}
+
+/// First use downloads every file once, converts, and loads strictly; the second reuses the
+/// bundle with the network gone; a bundle of another layout is converted again from the kept
+/// downloads, still without network.
+#[test]
+fn first_use_downloads_converts_once_and_reuses() {
+    let server = serve();
+    let pixel = server.mirror.lock().unwrap().files["pixel-diffusion.pth"].clone();
+    server.mirror.lock().unwrap().etag.insert("pixel-diffusion.pth".into(), sha256(&pixel));
+    let cache = tempfile::tempdir().unwrap();
+    load(cache.path(), &source(&server.url)).unwrap();
+    let requests = server.mirror.lock().unwrap().requests.clone();
+    assert_eq!(requests.len(), 4, "{requests:?}");
+    for name in ["u2net.onnx", "pixel-diffusion.pth", "ccm-diffusion.pth", "CRM.pth"] {
+        let got = std::fs::read(downloads_dir(cache.path()).join(name)).unwrap();
+        assert_eq!(got, server.mirror.lock().unwrap().files[name], "{name}");
+    }
+    let dir = crm::crm_bundle_dir(cache.path());
+    for component in ["u2net", "diffusion_stage1", "diffusion_stage2", "constants", "reconstruction"] {
+        assert!(dir.join(format!("{component}.safetensors")).is_file(), "{component} missing");
+    }
+    let written = std::fs::metadata(bundle_config(cache.path())).unwrap().modified().unwrap();
+
+    load(cache.path(), &source(&offline())).unwrap();
+    assert_eq!(std::fs::metadata(bundle_config(cache.path())).unwrap().modified().unwrap(), written);
+    assert_eq!(server.mirror.lock().unwrap().requests.len(), 4);
+
+    // Converted by another build: converted again, from the downloads.
+    let text = std::fs::read_to_string(bundle_config(cache.path())).unwrap();
+    std::fs::write(bundle_config(cache.path()), text.replace("checkpoint-fixtures", "older-build")).unwrap();
+    load(cache.path(), &source(&offline())).unwrap();
+    assert!(std::fs::read_to_string(bundle_config(cache.path())).unwrap().contains("checkpoint-fixtures"));
+    assert_eq!(server.mirror.lock().unwrap().requests.len(), 4);
+}
+
+/// A transfer cut mid-file fails the start with the file's name and leaves no bundle; the
+/// next start resumes the file with Range and completes.
+#[test]
+fn an_interrupted_download_resumes_on_the_next_start() {
+    let server = serve();
+    server.mirror.lock().unwrap().cut.insert("ccm-diffusion.pth".into(), 1_000_000);
+    let cache = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", load(cache.path(), &source(&server.url)).unwrap_err());
+    assert!(err.contains("downloading ccm-diffusion.pth"), "{err}");
+    assert!(err.contains("after 1000000 of"), "{err}");
+    assert_no_bundle(cache.path());
+
+    load(cache.path(), &source(&server.url)).unwrap();
+    let requests = server.mirror.lock().unwrap().requests.clone();
+    assert!(requests.contains(&"/mirror/ccm-diffusion.pth Some(1000000)".to_owned()), "{requests:?}");
+    assert!(bundle_config(cache.path()).is_file());
+}
+
+/// A download whose checksum does not match fails and is removed; a file the converter
+/// rejects fails with the converter's reason, leaves no bundle, and (no checksum vouching for
+/// it) is deleted so the next start fetches it again.
+#[test]
+fn bad_files_fail_plainly_and_leave_no_bundle() {
+    let server = serve();
+    server.mirror.lock().unwrap().etag.insert("CRM.pth".into(), "0".repeat(64));
+    let cache = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", load(cache.path(), &source(&server.url)).unwrap_err());
+    assert!(err.contains("downloading CRM.pth") && err.contains("SHA-256"), "{err}");
+    assert!(!downloads_dir(cache.path()).join("CRM.pth").exists());
+    assert_no_bundle(cache.path());
+
+    let mut mirror = server.mirror.lock().unwrap();
+    mirror.etag.clear();
+    mirror.files.insert("pixel-diffusion.pth".into(), b"not a checkpoint at all".to_vec());
+    drop(mirror);
+    let cache = tempfile::tempdir().unwrap();
+    let err = format!("{:#}", load(cache.path(), &source(&server.url)).unwrap_err());
+    assert!(err.contains("converting the official CRM checkpoints"), "{err}");
+    assert!(err.contains("convert.py failed"), "{err}");
+    assert!(err.contains("pixel-diffusion.pth"), "{err}");
+    assert_no_bundle(cache.path());
+    assert!(!downloads_dir(cache.path()).join("pixel-diffusion.pth").exists());
+
+    let good = std::fs::read(checkpoints::dir().join("pixel-diffusion.pth")).unwrap();
+    server.mirror.lock().unwrap().files.insert("pixel-diffusion.pth".into(), good);
+    load(cache.path(), &source(&server.url)).unwrap();
+}
+
+/// The binary: `--model crm` with IMG3D_MODEL_SOURCE pointing at a mirror without the files
+/// exits 1 naming the file and the HTTP status, and leaves no bundle.
+#[test]
+fn the_worker_binary_takes_the_source_from_the_environment() {
+    let server = serve();
+    server.mirror.lock().unwrap().files.clear();
+    let cache = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let image = work.path().join("in.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([200, 10, 10])).save(&image).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_img3d-worker"))
+        .args(["run", image.to_str().unwrap(), "--model", "crm", "--device", "cpu", "--out"])
+        .arg(work.path().join("out"))
+        .env("IMG3D_CACHE_DIR", cache.path())
+        .env("IMG3D_MODEL_SOURCE", &server.url)
+        .env_remove("IMG3D_MODEL")
+        .env_remove("IMG3D_DEVICE")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("downloading u2net.onnx") && err.contains("HTTP 404"), "{err}");
+    assert!(err.contains(&format!("{}/u2net.onnx", server.url)), "{err}");
+    assert_no_bundle(cache.path());
+}
