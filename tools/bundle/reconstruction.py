@@ -8,7 +8,7 @@ It holds CRM.pth's keys under their own names for everything the reconstruction 
 Upstream runs CRM in fp32 (it is loaded without a dtype), so the weights are stored as fp32.
 
 The shapes are checked against the config's `stages.reconstruction` (`ReconConfig`: `unet`
-with `channels`, `block_out_channels`, `down_attention`, `up_attention`, `layers_per_block`,
+with `in_channels`, `out_channels`, `block_out_channels`, `down_attention`, `up_attention`, `layers_per_block`,
 `mlp_hidden`, `mlp_bias`) before anything is written, so a checkpoint that does not fit the
 build fails here with the key's name rather than at the worker's strict load.
 """
@@ -48,10 +48,11 @@ def select(state):
 def expected_shapes(cfg):
     """Shapes of the keys that pin down the architecture, from a `ReconConfig`."""
     unet, hidden = cfg["unet"], cfg["mlp_hidden"]
-    channels, blocks = unet["channels"], unet["block_out_channels"]
+    # UNetPP's input (c_dim: triplane + learned plane) and output (the features the heads read).
+    c_in, channels, blocks = unet["in_channels"], unet["out_channels"], unet["block_out_channels"]
     shapes = {
-        "unet2.learned_plane": [1, channels - TRIPLANE_CHANNELS, *PLANE],
-        UNET + "conv_in.weight": [blocks[0], channels, 3, 3],
+        "unet2.learned_plane": [1, c_in - TRIPLANE_CHANNELS, *PLANE],
+        UNET + "conv_in.weight": [blocks[0], c_in, 3, 3],
         UNET + "conv_out.weight": [channels, blocks[0], 3, 3],
         UNET + "time_embedding.linear_1.weight": [4 * blocks[0], blocks[0]],
         UNET + "mid_block.resnets.0.conv1.weight": [blocks[-1], blocks[-1], 3, 3],

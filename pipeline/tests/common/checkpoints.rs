@@ -7,6 +7,8 @@
 use std::path::PathBuf;
 
 use img3d_pipeline::diffusion::DiffusionConfig;
+use img3d_pipeline::recon::unet::TriplaneUNetConfig;
+use img3d_pipeline::recon::ReconConfig;
 use img3d_pipeline::BundleConfig;
 
 /// The official file names, served and converted as they are.
@@ -24,8 +26,7 @@ pub fn u2net_onnx() -> PathBuf {
 
 /// The layout the fixtures fit, the widths of `tools/parity/checkpoints.py`: the tiny
 /// bundle's with 32 channels at every UNet and VAE level and a 4-wide text context; the
-/// reconstruction with 13 channels (in `ReconConfig`'s fields, whether or not this build
-/// registers that stage).
+/// reconstruction with 13 channels.
 pub fn config() -> BundleConfig {
     let mut diffusion = DiffusionConfig::tiny();
     for stage in [&mut diffusion.stage1, &mut diffusion.stage2] {
@@ -40,23 +41,9 @@ pub fn config() -> BundleConfig {
     config
 }
 
-/// `stages.reconstruction` of [`config`].
+/// `stages.reconstruction` of [`config`]: the tiny reconstruction with UNetPP's input and
+/// output at the fixture's 13 channels.
 pub fn reconstruction() -> serde_json::Value {
-    serde_json::json!({
-        "unet": {
-            "channels": 13,
-            "block_out_channels": [8, 8, 8, 16, 16, 16, 16],
-            "down_attention": [false, false, false, true, true, true, false],
-            "up_attention": [false, true, true, true, false, false, false],
-            "layers_per_block": 2,
-            "attention_head_dim": 8,
-            "norm_num_groups": 4,
-            "norm_eps": 1e-5
-        },
-        "mlp_hidden": 32,
-        "mlp_bias": true,
-        "grid_res": 32,
-        "scale": 0.95,
-        "sphere_radius": 0.5
-    })
+    let unet = TriplaneUNetConfig { in_channels: 13, out_channels: 13, ..TriplaneUNetConfig::tiny() };
+    serde_json::to_value(ReconConfig { unet, ..ReconConfig::tiny() }).expect("config serialises")
 }
