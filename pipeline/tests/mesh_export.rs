@@ -111,53 +111,9 @@ fn export_textured_makes_a_valid_zip() {
     let mut again = 0;
     assert_eq!(bytes, run_export(&mesh, false, &mut again).unwrap(), "deterministic bytes");
 
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
-    let mut read = |name: &str| {
-        let mut out = Vec::new();
-        zip.by_name(name).unwrap_or_else(|e| panic!("{name}: {e}")).read_to_end(&mut out).unwrap();
-        out
-    };
-    let obj = String::from_utf8(read("output3d.obj")).unwrap();
-    let mtl = String::from_utf8(read("output3d.mtl")).unwrap();
-    let png = read("output3d.png");
-
-    let (mut v, mut vt, mut f) = (0usize, 0usize, Vec::new());
-    assert_eq!(obj.lines().next(), Some("mtllib output3d.mtl"));
-    for line in obj.lines() {
-        let mut parts = line.split(' ');
-        match parts.next() {
-            Some("v") => {
-                let xyz: Vec<f32> = parts.map(|p| p.parse().unwrap()).collect();
-                assert_eq!(xyz.len(), 3);
-                v += 1;
-            }
-            Some("vt") => {
-                let uv: Vec<f32> = parts.map(|p| p.parse().unwrap()).collect();
-                assert!(uv.len() == 2 && uv.iter().all(|t| (0.0..=1.0).contains(t)), "{line}");
-                vt += 1;
-            }
-            Some("f") => f.push(
-                parts
-                    .map(|c| {
-                        let (a, b) = c.split_once('/').unwrap();
-                        (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            _ => {}
-        }
-    }
-    assert_eq!(v, mesh.vertices.len());
-    assert_eq!(f.len(), mesh.faces.len());
-    for corners in &f {
-        assert_eq!(corners.len(), 3);
-        assert!(corners.iter().all(|&(a, b)| (1..=v).contains(&a) && (1..=vt).contains(&b)));
-    }
-    assert!(obj.contains("\nusemtl material_0\n"));
-    let map = mtl.lines().find_map(|l| l.strip_prefix("map_Kd ")).unwrap();
-    assert_eq!(map, "output3d.png");
-    let img = image::load_from_memory(&png).unwrap().to_rgb8();
-    assert_eq!(img.dimensions(), (1024, 1024));
+    let counts = common::check_output_zip(&bytes);
+    assert_eq!(counts.vertices, mesh.vertices.len());
+    assert_eq!(counts.faces, mesh.faces.len());
 }
 
 /// A cancelled job stops before the colour network is ever queried.

@@ -84,54 +84,6 @@ fn wrong_view_size_is_refused() {
     assert!(err.contains("1536x256"), "{err}");
 }
 
-/// Checks `output3d.zip`: the OBJ parses, has faces, every index is valid, UVs lie in [0, 1],
-/// the MTL names the PNG, and the PNG is the 1024x1024 texture. Returns the face count.
-fn check_zip(bytes: &[u8]) -> usize {
-    use std::io::Read;
-    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
-    let mut read = |name: &str| {
-        let mut out = Vec::new();
-        zip.by_name(name).unwrap_or_else(|e| panic!("{name}: {e}")).read_to_end(&mut out).unwrap();
-        out
-    };
-    let obj = String::from_utf8(read("output3d.obj")).unwrap();
-    let mtl = String::from_utf8(read("output3d.mtl")).unwrap();
-    let png = image::load_from_memory(&read("output3d.png")).unwrap().to_rgb8();
-    assert_eq!(png.dimensions(), (1024, 1024));
-    assert_eq!(mtl.lines().find_map(|l| l.strip_prefix("map_Kd ")), Some("output3d.png"));
-    assert_eq!(obj.lines().next(), Some("mtllib output3d.mtl"));
-    let (mut v, mut vt, mut faces) = (0usize, 0usize, Vec::new());
-    for line in obj.lines() {
-        let mut parts = line.split(' ');
-        match parts.next() {
-            Some("v") => {
-                assert!(parts.map(|p| p.parse::<f32>().unwrap()).all(f32::is_finite), "{line}");
-                v += 1;
-            }
-            Some("vt") => {
-                let uv: Vec<f32> = parts.map(|p| p.parse().unwrap()).collect();
-                assert!(uv.len() == 2 && uv.iter().all(|t| (0.0..=1.0).contains(t)), "{line}");
-                vt += 1;
-            }
-            Some("f") => faces.push(
-                parts
-                    .map(|c| {
-                        let (a, b) = c.split_once('/').unwrap();
-                        (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            _ => {}
-        }
-    }
-    assert!(!faces.is_empty(), "no faces");
-    for corners in &faces {
-        assert_eq!(corners.len(), 3);
-        assert!(corners.iter().all(|&(a, b)| (1..=v).contains(&a) && (1..=vt).contains(&b)), "{corners:?}");
-    }
-    faces.len()
-}
-
 /// The tiny bundle's reconstruction end to end: views in, a textured mesh out, the same bytes
 /// for the same seed, other bytes for another seed, progress through both stages, and a
 /// cancelled job stopped before any work.
@@ -155,7 +107,7 @@ fn tiny_reconstruction_exports_a_textured_mesh() {
     let mut stages = Vec::new();
     let mut progress = |stage: Stage, step: u32, total: u32| stages.push((stage, step, total));
     let zip = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&never, &mut progress)).unwrap();
-    let faces = check_zip(&zip);
+    let faces = common::check_output_zip(&zip).faces;
     assert!(faces > 100, "{faces} faces");
     assert!(
         stages.contains(&(Stage::Reconstruct, 3, 3)) && stages.contains(&(Stage::Export, 4, 4)),

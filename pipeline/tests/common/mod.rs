@@ -47,3 +47,65 @@ pub fn assert_close(what: &str, actual: &Tensor, expected: &Tensor, tol: f64) {
     let max = diff.max().double_value(&[]);
     assert!(max <= tol, "{what}: max abs error {max:e} > {tol:e}");
 }
+
+/// What [`check_output_zip`] counted in `output3d.obj`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjCounts {
+    /// `v` lines.
+    pub vertices: usize,
+    /// `vt` lines.
+    pub uvs: usize,
+    /// `f` lines.
+    pub faces: usize,
+}
+
+/// Checks the bytes of `output3d.zip`: the OBJ parses (starts with its `mtllib`, uses
+/// `material_0`, finite positions, UVs in [0, 1], triangles whose position and UV indices are
+/// valid), the MTL names the PNG, and the PNG in the zip is the 1024x1024 texture.
+pub fn check_output_zip(bytes: &[u8]) -> ObjCounts {
+    use std::io::Read;
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
+    let mut read = |name: &str| {
+        let mut out = Vec::new();
+        zip.by_name(name).unwrap_or_else(|e| panic!("{name}: {e}")).read_to_end(&mut out).unwrap();
+        out
+    };
+    let obj = String::from_utf8(read("output3d.obj")).unwrap();
+    let mtl = String::from_utf8(read("output3d.mtl")).unwrap();
+    let png = image::load_from_memory(&read("output3d.png")).unwrap().to_rgb8();
+    assert_eq!(png.dimensions(), (1024, 1024));
+    assert_eq!(mtl.lines().find_map(|l| l.strip_prefix("map_Kd ")), Some("output3d.png"));
+    assert_eq!(obj.lines().next(), Some("mtllib output3d.mtl"));
+    assert!(obj.contains("\nusemtl material_0\n"));
+    let (mut vertices, mut uvs, mut faces) = (0usize, 0usize, Vec::new());
+    for line in obj.lines() {
+        let mut parts = line.split(' ');
+        match parts.next() {
+            Some("v") => {
+                let xyz: Vec<f32> = parts.map(|p| p.parse().unwrap()).collect();
+                assert!(xyz.len() == 3 && xyz.iter().all(|c| c.is_finite()), "{line}");
+                vertices += 1;
+            }
+            Some("vt") => {
+                let uv: Vec<f32> = parts.map(|p| p.parse().unwrap()).collect();
+                assert!(uv.len() == 2 && uv.iter().all(|t| (0.0..=1.0).contains(t)), "{line}");
+                uvs += 1;
+            }
+            Some("f") => faces.push(
+                parts
+                    .map(|c| {
+                        let (a, b) = c.split_once('/').unwrap();
+                        (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap())
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            _ => {}
+        }
+    }
+    for corners in &faces {
+        assert_eq!(corners.len(), 3, "{corners:?}");
+        let valid = |&(a, b): &(usize, usize)| (1..=vertices).contains(&a) && (1..=uvs).contains(&b);
+        assert!(corners.iter().all(valid), "{corners:?}");
+    }
+    ObjCounts { vertices, uvs, faces: faces.len() }
+}
