@@ -6,16 +6,30 @@
 //! The binaries are found next to the test executable (`target/<profile>/img3d-gateway`,
 //! `target/<profile>/examples/protocol-server`): build them first (`scripts/test` builds every
 //! target before testing).
+//!
+//! The topology tests put Debian's nginx running `deploy/nginx.conf` in front ([`nginx`]) and
+//! time every job with the load-test example's own records and checks ([`job`], [`stats`],
+//! [`procs`]: the files of `client/examples/loadtest`, compiled here too, so the example and the
+//! tests judge a job by the same rules).
 
 #[path = "../../../queue/tests/common/redis_server.rs"]
 pub mod redis_server;
+
+pub mod nginx;
+
+#[path = "../../../client/examples/loadtest/job.rs"]
+pub mod job;
+#[path = "../../../client/examples/loadtest/procs.rs"]
+pub mod procs;
+#[path = "../../../client/examples/loadtest/stats.rs"]
+pub mod stats;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use img3d_client::{Client, ClientConfig, ClientError, Event, PartName};
 
@@ -110,6 +124,34 @@ impl Proc {
         assert!(status.success(), "kill {sig} {} failed", self.label);
     }
 
+    /// SIGTERM: the process drains (see README "Shutdown") and exits.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Waits (polling, at most `limit`) for the process to exit; its status, or None when it
+    /// is still running at the limit (it is then left running, to be killed on drop).
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let until = Instant::now() + limit;
+        loop {
+            let child = self.child.as_mut().expect("the process was killed");
+            if let Some(status) = child.try_wait().unwrap() {
+                // Reaped: never signal that pid again.
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= until {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the process still runs (not killed, not exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// SIGSTOP: the process freezes (no heartbeat, no I/O) but keeps its state.
     pub fn pause(&self) {
         self.signal("-STOP");
@@ -168,6 +210,17 @@ pub fn worker(redis: &str, prefix: &str, delay_ms: u64, extra: &[&str]) -> Proc 
     Proc::spawn("protocol-server worker", binary("examples/protocol-server"), &args)
 }
 
+/// The protocol-server example standalone (gateway, in-process queue and worker in one
+/// process; no Redis, no nginx) with jobs of `delay_ms`: the baseline the scale-out path's
+/// overhead is measured against.
+pub fn standalone(delay_ms: u64) -> Proc {
+    let args: Vec<String> = ["--listen", "127.0.0.1:0", "--delay-ms", &delay_ms.to_string()]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    Proc::spawn("protocol-server standalone", binary("examples/protocol-server"), &args)
+}
+
 /// A `/metrics` body.
 #[derive(Debug, Clone)]
 pub struct MetricsText(pub String);
@@ -216,6 +269,54 @@ pub fn client(gateway: &Proc, timeout: Duration) -> Client {
     cfg.timeout = timeout;
     cfg.connect_timeout = Duration::from_secs(5);
     Client::new(cfg)
+}
+
+/// A client of `url` (e.g. [`nginx::Nginx::url`]) with the given application timeout, asking
+/// for `queued`/`progress` events (the load-test records time jobs by them).
+pub fn client_of(url: &str, timeout: Duration) -> Client {
+    let mut cfg = ClientConfig::new(url);
+    cfg.timeout = timeout;
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg.progress_events = true;
+    Client::new(cfg)
+}
+
+/// The index of the gateway of `gateways` that holds more client connections now than in
+/// `before` (their `img3d_connected_clients`): where nginx sent the connection just opened.
+pub fn gateway_gained(gateways: &[Proc], before: &[f64]) -> Option<usize> {
+    let now = connected(gateways);
+    (0..gateways.len()).find(|&i| now[i] > before[i])
+}
+
+/// Opens a bare WebSocket connection to `addr` (`GET /generate3d` with the upgrade headers)
+/// and holds it: (the HTTP status, the stream). Through nginx, an open one counts for its
+/// gateway in `least_conn` until the stream is dropped.
+pub fn ws_handshake(addr: SocketAddr) -> (u16, TcpStream) {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        stream,
+        "GET /generate3d HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .unwrap();
+    // Read the response head byte by byte, so nothing after it is consumed.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, stream)
+}
+
+/// Each gateway's `img3d_connected_clients` now.
+pub fn connected(gateways: &[Proc]) -> Vec<f64> {
+    gateways.iter().map(|g| g.metrics().sum("img3d_connected_clients", "")).collect()
 }
 
 /// A 64x64 PNG of one colour (the double's first view is the input resized, so the colour
@@ -298,4 +399,52 @@ pub async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cond()
+}
+
+/// Waits (at most 10 s) until one of `workers` reports a running job; its index.
+pub async fn busy_worker(workers: &[Proc]) -> usize {
+    let mut found = None;
+    let ok = eventually(Duration::from_secs(10), || {
+        found = workers.iter().position(|w| w.metrics().busy());
+        found.is_some()
+    })
+    .await;
+    assert!(ok, "no worker took the job");
+    found.unwrap()
+}
+
+/// Reads events up to and including the first part.
+pub async fn until_first_part(request: &mut img3d_client::Request, events: &mut Vec<Event>) {
+    until(request, events, "its first part", |e| matches!(e, Event::Part(_))).await;
+}
+
+/// Reads events up to and including the first `progress` (a worker started the job; the
+/// client must ask for progress events).
+pub async fn until_started(request: &mut img3d_client::Request, events: &mut Vec<Event>) {
+    until(request, events, "a worker started it", |e| matches!(e, Event::Progress { .. })).await;
+}
+
+/// Reads events up to and including the first one for which `stop` holds (`what` names it for
+/// the panic messages), at most 15 s.
+pub async fn until(
+    request: &mut img3d_client::Request,
+    events: &mut Vec<Event>,
+    what: &str,
+    stop: impl Fn(&Event) -> bool,
+) {
+    let limit = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            match request.next_event().await {
+                Ok(Some(e)) => {
+                    let done = stop(&e);
+                    events.push(e);
+                    if done {
+                        return;
+                    }
+                }
+                other => panic!("the request ended before {what}: {other:?} after {events:?}"),
+            }
+        }
+    });
+    limit.await.unwrap_or_else(|_| panic!("not {what} within 15 s: {events:?}"));
 }

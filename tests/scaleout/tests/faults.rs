@@ -12,40 +12,9 @@ use std::time::{Duration, Instant};
 use img3d_client::{ClientError, Event};
 use img3d_scaleout_tests::redis_server::RedisServer;
 use img3d_scaleout_tests::{
-    check_complete, client, colour, drain, eventually, gateway, run, shared_redis, solid_png, unique_prefix,
-    worker, Proc, FAST,
+    busy_worker, check_complete, client, colour, drain, eventually, gateway, run, shared_redis, solid_png,
+    unique_prefix, until_first_part, worker, FAST,
 };
-
-/// Waits (at most 10 s) until one of `workers` reports a running job; its index.
-async fn busy_worker(workers: &[Proc]) -> usize {
-    let mut found = None;
-    let ok = eventually(Duration::from_secs(10), || {
-        found = workers.iter().position(|w| w.metrics().busy());
-        found.is_some()
-    })
-    .await;
-    assert!(ok, "no worker took the job");
-    found.unwrap()
-}
-
-/// Reads events up to and including the first part.
-async fn until_first_part(request: &mut img3d_client::Request, events: &mut Vec<Event>) {
-    let limit = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            match request.next_event().await {
-                Ok(Some(e)) => {
-                    let part = matches!(e, Event::Part(_));
-                    events.push(e);
-                    if part {
-                        return;
-                    }
-                }
-                other => panic!("the request ended before its first part: {other:?} after {events:?}"),
-            }
-        }
-    });
-    limit.await.expect("no first part within 15 s");
-}
 
 /// `kill -9` of the worker running a job, after it published the first part: the reaper gives
 /// the job to the other worker, whose identical first part is dropped as a duplicate; the
