@@ -1,8 +1,10 @@
 //! Load and fault tests of a running img3d deployment, from the clients' side: many clients
 //! through one URL (the load balancer), every job's events timed and checked (protocol order,
 //! exactly three parts, each client gets its own job's result, nothing left over from an
-//! earlier job). Used by tests/e2e/topology.sh against nginx + 2 gateways + Redis + 2 workers
-//! running the protocol test double; the numbers say nothing about the model.
+//! earlier job). For a deployment of your own (the numbers of the test double say nothing about
+//! the model). Its job, stats and procs modules are also compiled into the topology tests
+//! (tests/scaleout: load.rs, faults_nginx.rs), which judge jobs by the same rules against
+//! nginx + 2 gateways + Redis + 2 workers running the protocol test double.
 //!
 //! ```text
 //! loadtest load  --server ws://127.0.0.1:8080/generate3d --clients 200 --job-ms 30 \
