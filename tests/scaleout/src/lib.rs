@@ -210,6 +210,16 @@ pub fn worker(redis: &str, prefix: &str, delay_ms: u64, extra: &[&str]) -> Proc 
     Proc::spawn("protocol-server worker", binary("examples/protocol-server"), &args)
 }
 
+/// The real `img3d-worker` on Redis with `model_args` (e.g. `--model tiny --device cpu`); its
+/// address (`--health-listen`) serves `/healthz`, `/readyz` (503 until the model is loaded) and
+/// `/metrics`.
+pub fn real_worker(redis: &str, prefix: &str, model_args: &[&str]) -> Proc {
+    let mut args = vec!["--health-listen", "127.0.0.1:0", "--redis", redis, "--prefix", prefix];
+    args.extend_from_slice(model_args);
+    let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+    Proc::spawn("img3d-worker", binary("img3d-worker"), &args)
+}
+
 /// The protocol-server example standalone (gateway, in-process queue and worker in one
 /// process; no Redis, no nginx) with jobs of `delay_ms`: the baseline the scale-out path's
 /// overhead is measured against.

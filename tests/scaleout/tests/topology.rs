@@ -9,8 +9,8 @@ use img3d_scaleout_tests::nginx::{
     self, deploy_config_path, derive_config, Nginx, LISTEN_MARK, UPSTREAM_MARK,
 };
 use img3d_scaleout_tests::{
-    check_complete, client, client_of, colour, eventually, gateway, run, shared_redis, solid_png,
-    unique_prefix, worker,
+    check_complete, client, client_of, colour, eventually, gateway, real_worker, run, shared_redis,
+    solid_png, unique_prefix, worker,
 };
 
 /// Two gateways and two workers on one Redis: 20 concurrent clients spread over both gateways
@@ -181,4 +181,28 @@ async fn through_nginx_two_gateways_two_workers() {
         assert!(names.contains(&line.upstreams()[0]), "{}", line.0);
     }
     eprintln!("jobs per worker {completed:?}, per gateway {per_gateway:?}");
+}
+
+/// The real worker in the deployment's shape: `img3d-worker --model tiny --device cpu` (the
+/// CRM architecture at a tiny width, random weights: the whole pipeline runs, its output is
+/// noise) on Redis behind two gateways and nginx. A client through nginx gets the three parts
+/// of a real run, complete and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_nginx_real_worker_tiny_bundle() {
+    let (redis, prefix) = (shared_redis(), unique_prefix());
+    let worker = real_worker(&redis, &prefix, &["--model", "tiny", "--device", "cpu"]);
+    let gateways = [gateway(&redis, &prefix, &[]), gateway(&redis, &prefix, &[])];
+    let nginx = Nginx::start(&[gateways[0].addr, gateways[1].addr]);
+    // The tiny bundle is created on first use, then loaded: /readyz is 503 until then.
+    let loaded = eventually(Duration::from_secs(180), || worker.http_get("/readyz").0 == 200).await;
+    assert!(loaded, "the tiny model did not load within 180 s: {}", worker.http_get("/readyz").1);
+
+    let started = std::time::Instant::now();
+    let client = client_of(&nginx.url(), Duration::from_secs(180));
+    let (events, end) = run(&client, solid_png([180, 120, 60])).await;
+    end.expect("the real worker's job failed");
+    let zip = check_complete(&events, None);
+    eprintln!("tiny bundle through nginx: complete in {:?}, output3d.zip {zip} bytes", started.elapsed());
+    let m = worker.metrics();
+    assert_eq!(m.worker_jobs("outcome=\"completed\""), 1, "{}", m.0);
 }
