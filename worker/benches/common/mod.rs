@@ -1,0 +1,249 @@
+//! What the service benches share: the zero-time pipeline double and its parts, the server
+//! processes they measure (this bench executable again, in a child role), and the WebSocket
+//! client that measures jobs/s, latency and MB/s.
+//!
+//! Child role (`IMG3D_BENCH_ROLE`), printing `listening on ADDR` as its one stdout line:
+//! `server`, the standalone server (gateway + in-process queue + worker loop).
+//!
+//! `IMG3D_BENCH_PARTS` (`tiny` or `realistic`) picks the double's parts.
+
+// Each bench uses its own part of this module.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Cursor, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use img3d_gateway::{GatewayConfig, Metrics, Shutdown};
+use img3d_protocol::PartName;
+use img3d_worker::standalone::Loader;
+use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Returns the same three parts at once.
+pub struct Fixed {
+    pub parts: [Vec<u8>; 3],
+}
+
+impl Pipeline for Fixed {
+    fn run(&self, _image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+        for (name, bytes) in
+            [PartName::PixelImages, PartName::XyzImages, PartName::Output3d].into_iter().zip(&self.parts)
+        {
+            // A real pipeline hands over freshly allocated buffers: copy, as it would.
+            sink.part(name, bytes.clone())?;
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        "bench double: fixed parts, zero time".into()
+    }
+}
+
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A 1536x256 PNG of noise (incompressible: about 1.2 MB, the size of a real views strip).
+fn noise_png(seed: u64) -> Vec<u8> {
+    let img = image::RgbImage::from_raw(1536, 256, noise(1536 * 256 * 3, seed)).unwrap();
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// A zip holding `len` bytes of noise, stored.
+fn noise_zip(len: usize) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("mesh.obj", options).unwrap();
+    zip.write_all(&noise(len, 3)).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+/// The double's parts: `realistic` (2 x ~1.2 MB PNG + 20 MB zip) or tiny (3 x 100 bytes).
+pub fn parts(kind: &str) -> [Vec<u8>; 3] {
+    match kind {
+        "realistic" => [noise_png(1), noise_png(2), noise_zip(20 << 20)],
+        _ => [vec![1; 100], vec![2; 100], vec![3; 100]],
+    }
+}
+
+/// The client's input: a 512x512 gradient PNG.
+pub fn input_png() -> Arc<Vec<u8>> {
+    let img = image::RgbImage::from_fn(512, 512, |x, y| image::Rgb([x as u8, y as u8, 7]));
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    Arc::new(out.into_inner())
+}
+
+/// Runs the child role this process was started in, if any; true when it did (the caller
+/// then returns from `main`).
+pub fn run_child_role() -> bool {
+    let Ok(role) = std::env::var("IMG3D_BENCH_ROLE") else { return false };
+    let kind = std::env::var("IMG3D_BENCH_PARTS").unwrap_or_default();
+    let pipeline: Arc<dyn Pipeline> = Arc::new(Fixed { parts: parts(&kind) });
+    let load: Loader = Box::new(move || Ok(pipeline));
+    let config = GatewayConfig { max_connections: 4096, max_queue: 4096, ..GatewayConfig::default() };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let shutdown = Shutdown::new();
+        shutdown.on_signals(Duration::from_secs(1));
+        let metrics = Arc::new(Metrics::new());
+        match role.as_str() {
+            "server" => {
+                println!("listening on {}", listener.local_addr().unwrap());
+                img3d_worker::standalone::serve_standalone(listener, config, load, shutdown, metrics)
+                    .await
+                    .unwrap();
+            }
+            other => panic!("unknown IMG3D_BENCH_ROLE {other}"),
+        }
+    });
+    true
+}
+
+/// A child process of this executable in a role; killed on drop.
+pub struct Proc {
+    child: Child,
+    /// The address it printed.
+    pub addr: SocketAddr,
+}
+
+impl Proc {
+    /// Starts this executable in `role` with the double's `kind` of parts and `env`, and waits
+    /// for its address line.
+    pub fn start(role: &str, kind: &str, env: &[(&str, &str)]) -> Proc {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env("IMG3D_BENCH_ROLE", role)
+            .env("IMG3D_BENCH_PARTS", kind)
+            .env("IMG3D_LOG", "error")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            panic!("the {role} child did not start (its stderr is above)");
+        };
+        Proc { addr: addr.parse().unwrap(), child }
+    }
+
+    /// Resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raises the open-file limit to at least `needed` (idle-connection runs).
+pub fn raise_nofile(needed: u64) {
+    let (soft, hard) = rlimit::Resource::NOFILE.get().unwrap();
+    if soft < needed {
+        rlimit::Resource::NOFILE.set(needed.min(hard), hard).unwrap();
+    }
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub async fn connect(addr: SocketAddr) -> Ws {
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(256 << 20))
+        .max_frame_size(Some(256 << 20));
+    tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/generate3d"), Some(config), true)
+        .await
+        .unwrap()
+        .0
+}
+
+/// One job: returns (seconds, bytes of parts received).
+async fn job(ws: &mut Ws, image: &[u8]) -> (f64, usize) {
+    let start = Instant::now();
+    ws.send(Message::Binary(image.to_vec().into())).await.unwrap();
+    let mut bytes = 0;
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Binary(b) => bytes += b.len(),
+            Message::Text(t) if t.contains("completed") => return (start.elapsed().as_secs_f64(), bytes),
+            Message::Text(t) if t.contains("failed") => panic!("job failed: {t}"),
+            _ => {}
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// What one workload measured.
+pub struct Measured {
+    pub jobs: usize,
+    pub jobs_per_s: f64,
+    /// Seconds per job, from sending the image to `completed`.
+    pub p50: f64,
+    pub p99: f64,
+    /// Part bytes received per second of wall time, in MB (10^6).
+    pub mb_per_s: f64,
+}
+
+/// Runs `jobs` jobs against the service at `addr`, spread over `connections` connections
+/// each sending its next job when the previous one completed, after 3 warm-up jobs.
+pub async fn measure(addr: SocketAddr, jobs: usize, connections: usize) -> Measured {
+    let image = input_png();
+    // Warm up (connection setup, allocator, Redis connection pools).
+    let mut ws = connect(addr).await;
+    for _ in 0..3 {
+        job(&mut ws, &image).await;
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let image = image.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ws = connect(addr).await;
+            let mut out = Vec::new();
+            for _ in 0..jobs / connections {
+                out.push(job(&mut ws, &image).await);
+            }
+            out
+        }));
+    }
+    let mut results = Vec::new();
+    for t in tasks {
+        results.extend(t.await.unwrap());
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let mut latencies: Vec<f64> = results.iter().map(|r| r.0).collect();
+    latencies.sort_by(f64::total_cmp);
+    let bytes: usize = results.iter().map(|r| r.1).sum();
+    Measured {
+        jobs: results.len(),
+        jobs_per_s: results.len() as f64 / wall,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        mb_per_s: bytes as f64 / wall / 1e6,
+    }
+}
