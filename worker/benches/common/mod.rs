@@ -2,10 +2,13 @@
 //! processes they measure (this bench executable again, in a child role), and the WebSocket
 //! client that measures jobs/s, latency and MB/s.
 //!
-//! Child role (`IMG3D_BENCH_ROLE`), printing `listening on ADDR` as its one stdout line:
-//! `server`, the standalone server (gateway + in-process queue + worker loop).
+//! Child roles (`IMG3D_BENCH_ROLE`), each printing `listening on ADDR` as its one stdout line:
+//! - `server`: the standalone server (gateway + in-process queue + worker loop);
+//! - `gateway`: the Redis gateway, as `img3d-gateway` runs it (`IMG3D_BENCH_REDIS`,
+//!   `IMG3D_BENCH_PREFIX`);
+//! - `worker`: a Redis queue worker, as `img3d-worker` runs it, around the same double.
 //!
-//! `IMG3D_BENCH_PARTS` (`tiny` or `realistic`) picks the double's parts.
+//! `IMG3D_BENCH_PARTS` (`tiny` or `realistic`) picks the double's parts in every role.
 
 // Each bench uses its own part of this module.
 #![allow(dead_code)]
@@ -17,8 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use img3d_gateway::{GatewayConfig, Metrics, Shutdown};
+use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, Shutdown};
 use img3d_protocol::PartName;
+use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
+use img3d_queue::{QueueProbe, WorkQueue};
 use img3d_worker::standalone::Loader;
 use img3d_worker::{JobSink, Pipeline, PipelineFailure};
 use tokio_tungstenite::tungstenite::Message;
@@ -96,6 +101,10 @@ pub fn run_child_role() -> bool {
     let kind = std::env::var("IMG3D_BENCH_PARTS").unwrap_or_default();
     let pipeline: Arc<dyn Pipeline> = Arc::new(Fixed { parts: parts(&kind) });
     let load: Loader = Box::new(move || Ok(pipeline));
+    let redis = || {
+        let url = std::env::var("IMG3D_BENCH_REDIS").expect("IMG3D_BENCH_REDIS");
+        RedisConfig::new(url, std::env::var("IMG3D_BENCH_PREFIX").expect("IMG3D_BENCH_PREFIX"))
+    };
     let config = GatewayConfig { max_connections: 4096, max_queue: 4096, ..GatewayConfig::default() };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
@@ -109,6 +118,33 @@ pub fn run_child_role() -> bool {
                 img3d_worker::standalone::serve_standalone(listener, config, load, shutdown, metrics)
                     .await
                     .unwrap();
+            }
+            "gateway" => {
+                // As `img3d-gateway` wires it.
+                let mut cfg = redis();
+                cfg.max_queue_len = config.max_queue;
+                let queue = RedisJobQueue::connect(cfg).await.expect("the gateway cannot reach Redis");
+                let health = Arc::new(Health::new());
+                let gateway = Gateway::new(config, Arc::new(queue), health, metrics, shutdown);
+                println!("listening on {}", listener.local_addr().unwrap());
+                img3d_gateway::serve(listener, gateway).await.unwrap();
+            }
+            "worker" => {
+                // As `img3d-worker` in queue-worker mode wires it.
+                let queue =
+                    Arc::new(RedisWorkQueue::connect(redis()).await.expect("the worker cannot reach Redis"));
+                let (work, probe): (Arc<dyn WorkQueue>, Arc<dyn QueueProbe>) = (queue.clone(), queue);
+                println!("listening on {}", listener.local_addr().unwrap());
+                img3d_worker::standalone::serve_queue_worker(
+                    listener,
+                    work,
+                    Some(probe),
+                    load,
+                    shutdown,
+                    metrics,
+                )
+                .await
+                .unwrap();
             }
             other => panic!("unknown IMG3D_BENCH_ROLE {other}"),
         }
