@@ -28,7 +28,7 @@ use deadpool_redis::redis::{self, Commands};
 
 /// (parts, jobs, connections): bounded so a run takes about a minute on 2 cores.
 const WORKLOADS: [(&str, usize, usize); 4] =
-    [("tiny", 1000, 1), ("tiny", 1000, 4), ("realistic", 40, 1), ("realistic", 40, 4)];
+    [("tiny", 2000, 1), ("tiny", 2000, 4), ("realistic", 100, 1), ("realistic", 100, 4)];
 
 /// A command connection to the Redis the topology uses.
 fn redis_conn(url: &str) -> redis::RedisResult<redis::Connection> {
