@@ -113,6 +113,7 @@ async fn on_redis(url: &str, kind: &str, jobs: usize, connections: usize) {
     // What is left besides job keys: the processes' heartbeats and the workers set, which
     // would expire on their own (TTLs: seconds, one idle day); delete them now.
     let left = keys_matching(&mut conn, &format!("{prefix}:*"));
+    let job_keys = left.iter().filter(|k| k.starts_with(&format!("{prefix}:job:"))).count();
     if !left.is_empty() {
         redis::cmd("DEL").arg(&left).query::<usize>(&mut conn).unwrap();
     }
@@ -120,8 +121,8 @@ async fn on_redis(url: &str, kind: &str, jobs: usize, connections: usize) {
         "{:>6.1} MB (+{:.1} MB)  {} job, {} process",
         peak as f64 / 1e6,
         peak.saturating_sub(before) as f64 / 1e6,
-        job_keys.len(),
-        left.len() - job_keys.len(),
+        job_keys,
+        left.len() - job_keys,
     );
     row(kind, connections, "redis", &m, &redis);
 }
