@@ -57,37 +57,59 @@ impl Shutdown {
     }
 
     /// Begins the drain on SIGTERM or Ctrl-C; a second signal forces the end at once.
+    ///
+    /// The handlers are installed before this returns, not when the watching task first runs:
+    /// a SIGTERM arriving in between would otherwise take its default action and kill the
+    /// process mid-job (seen under load: a test's SIGTERM right after `/readyz` said 200).
+    /// Must be called inside a Tokio runtime.
     pub fn on_signals(&self, deadline: Duration) {
         let this = self.clone();
+        let mut signals = Signals::install();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.recv().await;
             this.begin(deadline);
-            wait_for_signal().await;
+            signals.recv().await;
             tracing::warn!("second signal: stopping now");
             this.force.cancel();
         });
     }
 }
 
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT, registered at once (Ctrl-C only where Unix signals are unavailable).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => tracing::info!("SIGTERM received"),
-                    _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C received"),
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let unix = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; Ctrl-C only");
+                    None
                 }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            };
+            Signals { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            Signals {}
         }
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some((term, int)) = &mut self.unix {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("Ctrl-C received"),
+            }
+            return;
+        }
         let _ = tokio::signal::ctrl_c().await;
     }
 }
