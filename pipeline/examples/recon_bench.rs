@@ -72,6 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.grid_res,
         tch::get_num_threads()
     );
+    // libtorch's default initialisation draws from its global generator: seed it so every run
+    // (and every machine) times the same network and the same mesh.
+    tch::manual_seed(1234);
     let start = Instant::now();
     let model = provider::random(cfg, device)?;
     sync(device);
