@@ -203,6 +203,31 @@ impl CrmReconstruction {
         }
         Ok(mesh)
     }
+
+    /// Upstream's `generate3d`: from `np_imgs` and `np_xyzs` (1536x256 each) to the bytes of
+    /// `output3d.zip`, the noise drawn from `seed`. Checks `ctl` between the big steps.
+    pub fn generate3d(
+        &self,
+        rgb: &RgbImage,
+        ccm: &RgbImage,
+        seed: u64,
+        ctl: &mut StepCtl<'_>,
+    ) -> Result<Vec<u8>, PipelineError> {
+        ctl.check()?;
+        ctl.progress(Stage::Reconstruct, 0, 3);
+        let start = Instant::now();
+        let features = self.features(rgb, ccm, seed)?;
+        tracing::info!(ms = ms_since(start, self.device), "triplane UNet");
+        ctl.progress(Stage::Reconstruct, 1, 3);
+        ctl.check()?;
+        let mesh = self.mesh(&features, ctl)?;
+        ctl.check()?;
+        let start = Instant::now();
+        let mut colour = |points: &Tensor| Ok(self.colour(&features, points));
+        let zip = mesh::export_textured(&mesh, &mut colour, ctl)?;
+        tracing::info!(ms = start.elapsed().as_secs_f64() * 1e3, bytes = zip.len(), "textured export");
+        Ok(zip)
+    }
 }
 
 /// The heads on the triplane features: `sdfMlp`, `rgbMlp`, `weightMlp`.
@@ -275,33 +300,6 @@ impl Heads {
 fn to_rows<T: tch::kind::Element + Copy + Default>(t: &Tensor) -> Result<Vec<[T; 3]>, PipelineError> {
     let flat = Vec::<T>::try_from(t.to_device(Device::Cpu).contiguous().view([-1]))?;
     Ok(flat.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())
-}
-
-impl CrmReconstruction {
-    /// Upstream's `generate3d`: from `np_imgs` and `np_xyzs` (1536x256 each) to the bytes of
-    /// `output3d.zip`, the noise drawn from `seed`. Checks `ctl` between the big steps.
-    pub fn generate3d(
-        &self,
-        rgb: &RgbImage,
-        ccm: &RgbImage,
-        seed: u64,
-        ctl: &mut StepCtl<'_>,
-    ) -> Result<Vec<u8>, PipelineError> {
-        ctl.check()?;
-        ctl.progress(Stage::Reconstruct, 0, 3);
-        let start = Instant::now();
-        let features = self.features(rgb, ccm, seed)?;
-        tracing::info!(ms = ms_since(start, self.device), "triplane UNet");
-        ctl.progress(Stage::Reconstruct, 1, 3);
-        ctl.check()?;
-        let mesh = self.mesh(&features, ctl)?;
-        ctl.check()?;
-        let start = Instant::now();
-        let mut colour = |points: &Tensor| Ok(self.colour(&features, points));
-        let zip = mesh::export_textured(&mesh, &mut colour, ctl)?;
-        tracing::info!(ms = start.elapsed().as_secs_f64() * 1e3, bytes = zip.len(), "textured export");
-        Ok(zip)
-    }
 }
 
 /// A [`CrmReconstruction`] shareable between threads, as the pipeline holds its stages. tch
