@@ -69,6 +69,10 @@ async fn sigterm_drains_a_running_job_and_exits_0() {
     let mut ws = connect(addr, "").await;
     send_binary(&mut ws, png(32, 32, 5)).await;
     assert_eq!(next_text(&mut ws).await, PROCESSING);
+    // `processing` answers the image at once, before it is validated and queued; a drain that
+    // begins before the job is queued refuses it (`unavailable`, retryable) and closes. This
+    // test is about a job already running, so it waits for the worker to hold it.
+    job_running(addr).await;
     sigterm(&child);
     let mut readyz = (200, String::new());
     for _ in 0..100 {
@@ -89,6 +93,15 @@ async fn sigterm_drains_a_running_job_and_exits_0() {
     assert_eq!(exit_code(&mut child, Duration::from_secs(10)).await, Some(0));
 }
 
+/// Waits until the worker runs a job (`img3d_worker_busy 1` in `/metrics`).
+async fn job_running(addr: SocketAddr) {
+    let until = Instant::now() + LIMIT;
+    while !http_get(addr, "/metrics").await.1.lines().any(|l| l == "img3d_worker_busy 1") {
+        assert!(Instant::now() < until, "the job never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// SIGTERM with a job longer than the drain deadline: the client gets `failed` (unavailable)
 /// at the deadline and the process exits 0 right after.
 #[tokio::test]
@@ -98,6 +111,7 @@ async fn sigterm_past_the_deadline_fails_the_job_and_exits_0() {
     let mut ws = connect(addr, "").await;
     send_binary(&mut ws, png(32, 32, 5)).await;
     assert_eq!(next_text(&mut ws).await, PROCESSING);
+    job_running(addr).await;
     let started = Instant::now();
     sigterm(&child);
     let (code, reason) = expect_failed(&mut ws).await;
