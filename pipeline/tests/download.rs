@@ -1,10 +1,12 @@
 //! Model downloads against a real HTTP server on loopback (a small one in this file): redirects,
 //! a connection cut mid-file and resumed with `Range`, published and given checksums, errors.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+#[path = "common/file_server.rs"]
+mod file_server;
+
 use std::sync::{Arc, Mutex};
 
+use file_server::Reply;
 use img3d_pipeline::download::{self, part_path};
 
 /// What the server does, and what it saw.
@@ -27,69 +29,24 @@ fn file() -> Vec<u8> {
     (0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
 }
 
+/// `/redirect` -> `/files/model.bin` (the file), anything else 404.
 fn serve() -> Server {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
     let state = Arc::new(Mutex::new(Behaviour::default()));
     let shared = state.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let state = shared.clone();
-            std::thread::spawn(move || handle(stream, &state));
+    let url = file_server::serve(move |request| {
+        let mut state = shared.lock().unwrap();
+        state.ranges.extend(request.range_header.clone());
+        match request.path.as_str() {
+            "/redirect" => Reply::Redirect("/files/model.bin".into()),
+            "/files/model.bin" => Reply::File {
+                body: file(),
+                etag: state.etag.clone(),
+                cut_after: if request.range.is_none() { state.cut_after.take() } else { None },
+            },
+            _ => Reply::NotFound,
         }
     });
     Server { url, state }
-}
-
-fn handle(mut stream: TcpStream, state: &Mutex<Behaviour>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).unwrap();
-    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-            range = Some(v.trim().trim_end_matches('-').parse::<usize>().unwrap());
-            state.lock().unwrap().ranges.push(line.trim().to_owned());
-        }
-    }
-    let body = file();
-    let etag =
-        state.lock().unwrap().etag.clone().map(|e| format!("X-Linked-Etag: \"{e}\"\r\n")).unwrap_or_default();
-    let head = match path.as_str() {
-        "/redirect" => "HTTP/1.1 302 Found\r\nLocation: /files/model.bin\r\nContent-Length: 0\r\n\r\n".to_owned(),
-        "/files/model.bin" => match range {
-            Some(start) if start >= body.len() => {
-                format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\n\r\n", body.len())
-            }
-            Some(start) => format!(
-                "HTTP/1.1 206 Partial Content\r\n{etag}Content-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\n\r\n",
-                body.len() - 1,
-                body.len(),
-                body.len() - start
-            ),
-            None => format!("HTTP/1.1 200 OK\r\n{etag}Content-Length: {}\r\n\r\n", body.len()),
-        },
-        _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned(),
-    };
-    let _ = stream.write_all(head.as_bytes());
-    if path == "/files/model.bin" {
-        let start = range.unwrap_or(0).min(body.len());
-        let mut end = body.len();
-        if range.is_none() {
-            if let Some(cut) = state.lock().unwrap().cut_after.take() {
-                end = cut;
-            }
-        }
-        let _ = stream.write_all(&body[start..end]);
-    }
-    let _ = stream.flush();
 }
 
 fn sha(bytes: &[u8]) -> String {

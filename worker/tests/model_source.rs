@@ -6,14 +6,16 @@
 
 #[path = "../../pipeline/tests/common/checkpoints.rs"]
 mod checkpoints;
+#[path = "../../pipeline/tests/common/file_server.rs"]
+mod file_server;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use file_server::Reply;
 use img3d_pipeline::DeviceSpec;
 use img3d_worker::crm::{self, ModelSpec};
 use img3d_worker::model_source::{downloads_dir, Converter, ModelSource};
@@ -42,62 +44,22 @@ fn serve() -> Server {
     for name in checkpoints::FILES {
         files.insert(name.to_owned(), std::fs::read(checkpoints::dir().join(name)).unwrap());
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/mirror", listener.local_addr().unwrap());
     let mirror = Arc::new(Mutex::new(Mirror { files, ..Mirror::default() }));
     let shared = mirror.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mirror = shared.clone();
-            std::thread::spawn(move || handle(stream, &mirror));
+    let url = file_server::serve(move |request| {
+        let mut m = shared.lock().unwrap();
+        m.requests.push(format!("{} {:?}", request.path, request.range));
+        let name = request.path.strip_prefix("/mirror/").unwrap_or("").to_owned();
+        match m.files.get(&name).cloned() {
+            Some(body) => Reply::File {
+                body,
+                etag: m.etag.get(&name).cloned(),
+                cut_after: if request.range.is_none() { m.cut.remove(&name) } else { None },
+            },
+            None => Reply::NotFound,
         }
     });
-    Server { url, mirror }
-}
-
-fn handle(mut stream: TcpStream, mirror: &Mutex<Mirror>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).unwrap();
-    let path = request_line.split(' ').nth(1).unwrap_or("/").to_owned();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        if line == "\r\n" || line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-            range = Some(v.trim().trim_end_matches('-').parse::<usize>().unwrap());
-        }
-    }
-    let name = path.strip_prefix("/mirror/").unwrap_or("").to_owned();
-    let (body, etag, cut) = {
-        let mut m = mirror.lock().unwrap();
-        m.requests.push(format!("{path} {range:?}"));
-        let cut = if range.is_none() { m.cut.remove(&name) } else { None };
-        (m.files.get(&name).cloned(), m.etag.get(&name).cloned(), cut)
-    };
-    let Some(body) = body else {
-        let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-        return;
-    };
-    let etag = etag.map(|e| format!("X-Linked-Etag: \"{e}\"\r\n")).unwrap_or_default();
-    let start = range.unwrap_or(0).min(body.len());
-    let head = match range {
-        Some(start) => format!(
-            "HTTP/1.1 206 Partial Content\r\n{etag}Content-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\n\r\n",
-            body.len() - 1,
-            body.len(),
-            body.len() - start
-        ),
-        None => format!("HTTP/1.1 200 OK\r\n{etag}Content-Length: {}\r\n\r\n", body.len()),
-    };
-    let _ = stream.write_all(head.as_bytes());
-    let end = cut.unwrap_or(body.len());
-    let _ = stream.write_all(&body[start..end]);
-    let _ = stream.flush();
+    Server { url: format!("{url}/mirror"), mirror }
 }
 
 /// The fixtures' layout from `base_url`, converted by this checkout's tools/convert.py.
