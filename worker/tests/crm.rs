@@ -1,7 +1,5 @@
 //! The real CRM pipeline in the worker: `--model tiny|DIR`, the tiny bundle's cache, failure
-//! codes, and a job through the standalone server. Until every stage is in this build, a job
-//! fails with `unavailable` naming the missing stage(s); once they are, it succeeds. The tests
-//! expect whichever this build should do (from the pipeline's registry), never a fake success.
+//! codes, and a whole job (every stage, random weights) through the standalone server.
 
 mod common;
 
@@ -10,7 +8,6 @@ use std::process::Command;
 
 use common::*;
 use img3d_gateway::GatewayConfig;
-use img3d_pipeline::registry::{self, StageKind};
 use img3d_pipeline::DeviceSpec;
 use img3d_protocol::{FailureCode, PartName, ProgressStage};
 use img3d_worker::crm::{self, ModelSpec};
@@ -24,11 +21,6 @@ fn worker(cache: &Path, args: &[&str]) -> std::process::Output {
         .env_remove("IMG3D_DEVICE")
         .output()
         .unwrap()
-}
-
-/// The first stage kind this build lacks, if any.
-fn first_missing() -> Option<StageKind> {
-    registry::missing_kinds().into_iter().next()
 }
 
 /// A sink recording what a run sends.
@@ -55,8 +47,7 @@ impl JobSink for Recorder {
 }
 
 /// `run IMAGE --model tiny`: generates the tiny bundle in the cache on first use (saying its
-/// weights are random), then either writes the three parts or fails naming the missing stage.
-/// A second run reuses the bundle.
+/// weights are random), then writes the three parts. A second run reuses the bundle.
 #[test]
 fn run_with_the_tiny_model() {
     let cache = tempfile::tempdir().unwrap();
@@ -78,19 +69,9 @@ fn run_with_the_tiny_model() {
     let out = worker(cache.path(), &args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("RANDOM weights"), "{err}");
-    match first_missing() {
-        Some(kind) => {
-            assert_eq!(out.status.code(), Some(1), "{err}");
-            assert!(err.contains("the job failed (unavailable)"), "{err}");
-            assert!(err.contains(kind.describe()), "{err}");
-            assert!(!out_dir.join("output3d.zip").exists());
-        }
-        None => {
-            assert!(out.status.success(), "{err}");
-            for part in ["pixel_images.png", "xyz_images.png", "output3d.zip"] {
-                assert!(out_dir.join(part).is_file(), "{part} missing; {err}");
-            }
-        }
+    assert!(out.status.success(), "{err}");
+    for part in ["pixel_images.png", "xyz_images.png", "output3d.zip"] {
+        assert!(out_dir.join(part).is_file(), "{part} missing; {err}");
     }
 
     // Exactly one bundle, no temporary directory left behind; reused on the second run.
@@ -119,8 +100,8 @@ fn garbage_is_an_invalid_image() {
     assert!(sink.parts.is_empty());
 }
 
-/// Progress is forwarded with the protocol's stage names; a missing stage is `unavailable`
-/// and named; a cancelled job is `cancelled` before any work.
+/// Progress is forwarded with the protocol's stage names and every part reaches the sink; a
+/// cancelled job is `cancelled` before any work.
 #[test]
 fn adapter_forwards_progress_and_maps_failures() {
     let cache = tempfile::tempdir().unwrap();
@@ -129,17 +110,8 @@ fn adapter_forwards_progress_and_maps_failures() {
     let result = pipeline.run(&png(80, 80, 9), &mut sink);
     assert_eq!(sink.progress.first(), Some(&(ProgressStage::Preprocess, 0, 1)));
     assert!(sink.progress.contains(&(ProgressStage::Preprocess, 1, 1)), "{:?}", sink.progress);
-    match first_missing() {
-        Some(kind) => {
-            let failure = result.unwrap_err();
-            assert_eq!(failure.code, FailureCode::Unavailable, "{failure}");
-            assert!(failure.message.contains(kind.describe()), "{failure}");
-        }
-        None => {
-            result.unwrap();
-            assert_eq!(sink.parts, [PartName::PixelImages, PartName::XyzImages, PartName::Output3d]);
-        }
-    }
+    result.unwrap();
+    assert_eq!(sink.parts, [PartName::PixelImages, PartName::XyzImages, PartName::Output3d]);
 
     let mut cancelled = Recorder { cancel: true, ..Recorder::default() };
     let failure = pipeline.run(&png(80, 80, 9), &mut cancelled).unwrap_err();
@@ -170,18 +142,7 @@ async fn standalone_with_the_tiny_model() {
 
     let mut ws = connect(server.addr, "").await;
     send_binary(&mut ws, png(64, 64, 3)).await;
-    match first_missing() {
-        Some(kind) => {
-            // The parts of the stages this build has arrive first, then the named failure.
-            let (parts, code, error) = expect_parts_then_failed(&mut ws).await;
-            assert_eq!(code, "unavailable", "{error}");
-            assert!(error.contains(kind.describe()), "{error}");
-            assert!(!parts.iter().any(|p| p == "output3d.zip"), "{parts:?}");
-        }
-        None => {
-            expect_success(&mut ws).await;
-        }
-    }
+    expect_success(&mut ws).await;
 
     send_binary(&mut ws, b"definitely not an image".to_vec()).await;
     let (code, _) = expect_failed(&mut ws).await;

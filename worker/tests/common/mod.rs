@@ -146,30 +146,6 @@ pub async fn expect_failed(ws: &mut Ws) -> (String, String) {
     }
 }
 
-/// Reads frames until a `failed` status after `processing`, accepting whole parts before it (a
-/// pipeline missing a later stage streams the earlier parts first); returns the names of the
-/// parts received, then (code, error).
-pub async fn expect_parts_then_failed(ws: &mut Ws) -> (Vec<String>, String, String) {
-    assert_eq!(next_text(ws).await, PROCESSING);
-    let mut names = Vec::new();
-    loop {
-        let text = next_text(ws).await;
-        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
-        if v["type"] == "result_part" {
-            assert!(ANNOUNCEMENTS.contains(&text.as_str()), "unexpected announcement {text}");
-            match next_frame(ws).await {
-                Frame::Binary(b) => assert!(!b.is_empty()),
-                other => panic!("expected the part's bytes, got {}", describe(&other)),
-            }
-            names.push(v["name"].as_str().unwrap().to_owned());
-            continue;
-        }
-        assert_eq!(v["status"], "failed", "expected failed, got {text}");
-        let code = v["code"].as_str().unwrap().to_owned();
-        return (names, code, v["error"].as_str().unwrap().to_owned());
-    }
-}
-
 /// Sends a valid image and expects a whole successful job.
 pub async fn good_job(ws: &mut Ws) -> Vec<Vec<u8>> {
     send_binary(ws, png(64, 48, 7)).await;
