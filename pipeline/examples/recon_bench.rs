@@ -24,7 +24,7 @@ use img3d_pipeline::mesh::raster::rasterize_uv;
 use img3d_pipeline::mesh::texture::{bake, encode_png, finish};
 use img3d_pipeline::mesh::unwrap::unwrap;
 use img3d_pipeline::mesh::{self, export::TEXTURE_SIZE};
-use img3d_pipeline::recon::{input, provider, ReconConfig};
+use img3d_pipeline::recon::{input, provider, to_rows, ReconConfig};
 use img3d_pipeline::DeviceSpec;
 use tch::{Device, Kind, Tensor};
 
@@ -93,11 +93,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         t.lap("decode");
         let (verts, faces) = model.extract(&sdf, &deformed, &weight);
         t.lap("flexicubes");
-        let v = Vec::<f32>::try_from(verts.to_device(Device::Cpu).contiguous().view([-1]))?;
-        let f =
-            Vec::<i64>::try_from(faces.to_device(Device::Cpu).to_kind(Kind::Int64).contiguous().view([-1]))?;
-        let v: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-        let f: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let v = to_rows::<f32>(&verts)?;
+        let f = to_rows::<i64>(&faces.to_kind(Kind::Int64))?;
         let cleaned = mesh::clean(&v, &f);
         t.lap("clean");
         let atlas = unwrap(&cleaned, TEXTURE_SIZE);

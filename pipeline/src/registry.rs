@@ -81,3 +81,16 @@ pub fn missing_kinds() -> Vec<StageKind> {
         .filter(|k| !providers().iter().any(|p| p.kind() == *k))
         .collect()
 }
+
+/// Parses a provider's `stages.<name>` config and checks it with `validate`; either failure
+/// is an error naming the slot.
+pub fn parse_stage_config<T: serde::de::DeserializeOwned>(
+    name: &str,
+    config: &serde_json::Value,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<T, PipelineError> {
+    let err = |e: String| PipelineError::Internal(format!("stages.{name} config: {e}"));
+    let cfg: T = serde_json::from_value(config.clone()).map_err(|e| err(e.to_string()))?;
+    validate(&cfg).map_err(err)?;
+    Ok(cfg)
+}

@@ -30,7 +30,7 @@ use super::stage2::Stage2;
 use super::unet::MultiViewUNet;
 use super::{clip, vae, AutoencoderKl, ClipVision, Ddim, DiffusionConfig, NoiseSchedule, StageConfig};
 use crate::bundle::{self, Bundle, CONSTANTS};
-use crate::registry::{LoadedStage, StageKind, StageProvider};
+use crate::registry::{self, LoadedStage, StageKind, StageProvider};
 use crate::tiny::{fnv1a, randomize};
 use crate::PipelineError;
 
@@ -75,10 +75,7 @@ pub fn build(
 
 /// Parses and validates the provider's config.
 pub fn parse_config(config: &serde_json::Value) -> Result<DiffusionConfig, PipelineError> {
-    let cfg: DiffusionConfig = serde_json::from_value(config.clone())
-        .map_err(|e| PipelineError::Internal(format!("stages.{NAME} config: {e}")))?;
-    cfg.validate().map_err(|e| PipelineError::Internal(format!("stages.{NAME} config: {e}")))?;
-    Ok(cfg)
+    registry::parse_stage_config(NAME, config, DiffusionConfig::validate)
 }
 
 /// The compute dtype on `device`: fp16 on CUDA as upstream (`TwoStagePipeline(dtype=float16)`,

@@ -14,7 +14,7 @@ use tch::{Device, Tensor};
 
 use super::{CrmReconstruction, ReconConfig, SharedReconstruction};
 use crate::bundle::{self, Bundle};
-use crate::registry::{LoadedStage, StageKind, StageProvider};
+use crate::registry::{self, LoadedStage, StageKind, StageProvider};
 use crate::tiny::{fnv1a, randomize};
 use crate::PipelineError;
 
@@ -38,10 +38,7 @@ pub struct ReconProvider;
 
 /// Parses and validates the provider's config.
 pub fn parse_config(config: &serde_json::Value) -> Result<ReconConfig, PipelineError> {
-    let cfg: ReconConfig = serde_json::from_value(config.clone())
-        .map_err(|e| PipelineError::Internal(format!("stages.{NAME} config: {e}")))?;
-    cfg.validate().map_err(|e| PipelineError::Internal(format!("stages.{NAME} config: {e}")))?;
-    Ok(cfg)
+    registry::parse_stage_config(NAME, config, ReconConfig::validate)
 }
 
 /// The network at `cfg`'s size on `device` with libtorch's default random initialisation, for
