@@ -2,7 +2,7 @@
 # Validates the deployment files without a Docker engine (none runs in CI; nothing is built or
 # started here): docker-compose.yml through `docker-compose config` for each profile and with
 # deploy/gpu-workers.sh's override, then checks the properties the deployment relies on in the
-# resolved configuration (Redis never evicts, gateways scaled out, one distinct GPU per worker,
+# resolved configuration (Redis never evicts and keeps an AOF on a volume, gateways scaled out, one distinct GPU per worker,
 # nginx running deploy/nginx.conf), the Dockerfiles' runtime stages (non-root, healthchecks)
 # and the healthcheck script against a real HTTP server.
 set -euo pipefail
@@ -67,6 +67,10 @@ redis = " ".join(gpu["redis"]["command"])
 check("--maxmemory-policy noeviction" in redis, f"redis must never evict queue keys: {redis}")
 check("--maxmemory " in redis, "redis has no maxmemory")
 check(gpu["redis"].get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"), "redis has no memory limit")
+# The queue survives a Redis restart: AOF fsynced every second, in a named volume at its --dir.
+check("--appendonly yes" in redis and "--appendfsync everysec" in redis, f"redis without AOF (everysec): {redis}")
+check("--dir /data" in redis, f"redis does not keep its AOF in /data: {redis}")
+check(any(str(v).startswith("redis-data:/data") for v in gpu["redis"].get("volumes", [])), "redis /data is not the redis-data volume")
 check(int(gpu["gateway"]["deploy"]["replicas"]) >= 2, "fewer than 2 gateways")
 check("IMG3D_REDIS" in gpu["gateway"]["environment"], "gateway without IMG3D_REDIS")
 lb = gpu["lb"]
