@@ -172,7 +172,8 @@ async fn notices_missed_during_pubsub_outage_are_recovered() {
     expect_complete(&mut handle).await;
 }
 
-/// A Redis restart (all state lost) fails the jobs in flight promptly, cancels their workers,
+/// A Redis restart (all state lost) fails the jobs in flight promptly with the retryable
+/// `unavailable`, cancels their workers,
 /// and new jobs then succeed with the same gateway and worker objects (pool and pub/sub
 /// reconnect).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -185,7 +186,7 @@ async fn redis_restart_fails_in_flight_jobs_then_recovers() {
     let lease = pop(&worker).await;
     server.restart();
     let failure = expect_failed(&mut handle).await;
-    assert_eq!(failure.code, FailureCode::Internal, "{failure:?}");
+    assert_eq!(failure.code, FailureCode::Unavailable, "Redis trouble is retryable: {failure:?}");
     bounded("the lost lease's token", lease.cancel_token().cancelled()).await;
     assert!(lease.publish_part(PartName::PixelImages, part(PartName::PixelImages)).await.is_err());
 
