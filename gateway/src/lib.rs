@@ -9,6 +9,7 @@ mod config;
 mod error;
 pub mod health;
 pub mod metrics;
+pub mod page;
 mod redis_options;
 mod server;
 mod session;
