@@ -7,8 +7,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, Shutdown};
+use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_queue::memory::MemoryQueue;
+use img3d_service::{Health, Metrics, Shutdown};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
