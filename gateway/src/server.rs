@@ -12,11 +12,11 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use img3d_protocol::{ClientOptions, ENDPOINT_PATH};
 use img3d_queue::{JobQueue, QueueProbe};
+use img3d_service::health::{ops_router, Ops};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::health::{ops_router, Ops};
 use crate::{GatewayConfig, Health, Metrics, Shutdown};
 
 /// Everything a gateway's sessions share.
