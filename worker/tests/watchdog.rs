@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_redis::redis::{self, AsyncCommands};
-use img3d_gateway::Shutdown;
 use img3d_protocol::FailureCode;
 use img3d_queue::memory::MemoryQueue;
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
 use img3d_queue::{JobQueue, NewJob};
+use img3d_service::Shutdown;
 use img3d_worker::{JobSink, Pipeline, PipelineFailure, Watchdog, Wedged, WorkerOptions};
 
 /// Ignores cancellation for two seconds (a wedged CUDA call), then returns without parts.
