@@ -128,3 +128,41 @@ async fn expired_while_queued_is_a_timeout() {
     assert!(failure.message.contains("waited past its deadline"), "{failure:?}");
     assert_eq!(inflight(&cfg, &worker).await, 0);
 }
+
+/// Every way a job ends leaves no key of it behind once its client has the outcome (what the
+/// scaleout bench reports as "0 job keys left"): completed, failed, cancelled mid-job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_jobs_leave_no_job_key() {
+    let cfg = fast(shared_url());
+    let gateway = RedisJobQueue::connect(cfg.clone()).await.unwrap();
+    let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
+
+    let mut completed = gateway.submit(job("completed")).await.unwrap();
+    let lease = pop(&worker).await;
+    publish_all(&*lease).await;
+    lease.complete().await.unwrap();
+    expect_complete(&mut completed).await;
+
+    let mut failed = gateway.submit(job("failed")).await.unwrap();
+    let lease = pop(&worker).await;
+    lease.publish_part(PartName::PixelImages, part(PartName::PixelImages)).await.unwrap();
+    lease.fail(Failure::new(FailureCode::InvalidImage, "not an image")).await.unwrap();
+    assert_eq!(expect_failed(&mut failed).await.code, FailureCode::InvalidImage);
+
+    let cancelled = gateway.submit(job("cancelled")).await.unwrap();
+    let lease = pop(&worker).await;
+    lease.publish_part(PartName::PixelImages, part(PartName::PixelImages)).await.unwrap();
+    drop(cancelled);
+    bounded("the lease's token", lease.cancel_token().cancelled()).await;
+    let _ = lease.fail(Failure::new(FailureCode::Cancelled, "the job was cancelled")).await;
+
+    let job_keys =
+        || async { keys_under(&cfg).await.into_iter().filter(|k| k.contains(":job:")).collect::<Vec<_>>() };
+    bounded("the job keys to go", async {
+        while !job_keys().await.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(inflight(&cfg, &worker).await, 0);
+}

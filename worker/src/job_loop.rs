@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::sink::{BridgeSink, SinkMsg};
+use crate::watchdog::{FailureStreak, Watchdog, Wedged};
 use crate::{Pipeline, PipelineFailure};
 
 /// Tuning of the worker loop.
@@ -25,17 +26,28 @@ pub struct WorkerOptions {
     pub poll: Duration,
     /// Where to count jobs and stage durations.
     pub metrics: Arc<Metrics>,
+    /// When the loop gives up on itself (see [`Watchdog`]).
+    pub watchdog: Watchdog,
 }
 
 impl Default for WorkerOptions {
     fn default() -> Self {
-        WorkerOptions { poll: Duration::from_secs(1), metrics: Arc::new(Metrics::new()) }
+        WorkerOptions {
+            poll: Duration::from_secs(1),
+            metrics: Arc::new(Metrics::new()),
+            watchdog: Watchdog::default(),
+        }
     }
 }
 
 /// Runs jobs from `queue` through `pipeline`, one at a time, until `shutdown` drains (or the
-/// queue closes). A job running when the drain deadline passes is requeued.
-pub async fn run(queue: Arc<dyn WorkQueue>, pipeline: Arc<dyn Pipeline>, shutdown: Shutdown) {
+/// queue closes). A job running when the drain deadline passes is requeued. Returns
+/// [`Wedged`] when the watchdog stops the loop (the caller should turn unready and exit).
+pub async fn run(
+    queue: Arc<dyn WorkQueue>,
+    pipeline: Arc<dyn Pipeline>,
+    shutdown: Shutdown,
+) -> Result<(), Wedged> {
     run_with(queue, pipeline, shutdown, WorkerOptions::default()).await
 }
 
@@ -45,12 +57,16 @@ pub async fn run_with(
     pipeline: Arc<dyn Pipeline>,
     shutdown: Shutdown,
     options: WorkerOptions,
-) {
+) -> Result<(), Wedged> {
     tracing::info!(pipeline = %pipeline.describe(), "worker taking jobs");
+    let mut streak = FailureStreak::default();
     while !shutdown.is_draining() {
         match queue.next(options.poll).await {
             Ok(None) => {}
-            Ok(Some(lease)) => run_job(lease, &pipeline, &shutdown, &options).await,
+            Ok(Some(lease)) => {
+                let code = run_job(lease, &pipeline, &shutdown, &options).await?;
+                streak.record(code == Some(FailureCode::Internal), options.watchdog.max_internal_in_a_row)?;
+            }
             Err(QueueError::Closed) => break,
             Err(e) => {
                 tracing::warn!(error = %e, "queue unavailable; retrying in 1s");
@@ -62,6 +78,7 @@ pub async fn run_with(
         }
     }
     tracing::info!("worker stopped taking jobs");
+    Ok(())
 }
 
 /// How a job's run ended.
@@ -72,6 +89,8 @@ enum Outcome {
     Panicked(String),
     /// The drain deadline passed first.
     Forced,
+    /// The pipeline ignored a stop request for the watchdog's grace.
+    Stuck,
 }
 
 async fn run_job(
@@ -79,7 +98,7 @@ async fn run_job(
     pipeline: &Arc<dyn Pipeline>,
     shutdown: &Shutdown,
     options: &WorkerOptions,
-) {
+) -> Result<Option<FailureCode>, Wedged> {
     let job = lease.job().clone();
     let span = tracing::info_span!("job", id = %job.id, attempt = job.attempt);
     async move {
@@ -105,6 +124,9 @@ async fn run_job(
         tokio::pin!(deadline);
         let mut clock = StageClock::new(started);
         let mut published = 0usize;
+        let grace = options.watchdog.grace;
+        // When the pipeline was told to stop; the watchdog counts its grace from there.
+        let mut stop_asked: Option<Instant> = None;
 
         let outcome = loop {
             tokio::select! {
@@ -136,10 +158,16 @@ async fn run_job(
                 _ = lease_token.cancelled(), if !job_token.is_cancelled() => {
                     tracing::info!("job cancelled (client gone or deadline); stopping at the next check");
                     job_token.cancel();
+                    stop_asked = Some(Instant::now());
                 }
                 _ = &mut deadline, if !job_token.is_cancelled() => {
                     tracing::info!("job deadline passed; stopping at the next check");
                     job_token.cancel();
+                    stop_asked = Some(Instant::now());
+                }
+                _ = tokio::time::sleep_until(stop_asked.unwrap_or_else(Instant::now) + grace), if stop_asked.is_some() => {
+                    tracing::error!(?grace, "the pipeline ignores cancellation; giving the job back and stopping");
+                    break Outcome::Stuck;
                 }
             }
         };
@@ -155,6 +183,10 @@ async fn run_job(
             seconds = started.elapsed().as_secs_f64(),
             "job ended"
         );
+        if label == "stuck" {
+            return Err(Wedged::Stuck { grace });
+        }
+        Ok(code)
     }
     .instrument(span)
     .await
@@ -182,6 +214,14 @@ async fn finish(
     cancelled: bool,
 ) -> (&'static str, Option<FailureCode>) {
     let failure = match outcome {
+        Outcome::Stuck => {
+            // Fenced by the lease: if the job was cancelled or taken back meanwhile, this is
+            // refused and nothing changes.
+            if let Err(e) = lease.requeue().await {
+                tracing::warn!(error = %e, "handing back the stuck job was refused");
+            }
+            return ("stuck", None);
+        }
         Outcome::Forced => {
             tracing::warn!("drain deadline passed during the job; giving it back to the queue");
             if let Err(e) = lease.requeue().await {

@@ -10,8 +10,10 @@ mod once;
 pub mod pipeline;
 mod sink;
 pub mod standalone;
+mod watchdog;
 
 pub use crm::ModelSpec;
 pub use job_loop::{run, run_with, WorkerOptions};
 pub use once::run_once;
 pub use pipeline::{JobSink, Pipeline, PipelineFailure};
+pub use watchdog::{Watchdog, Wedged};

@@ -43,10 +43,41 @@ impl JobSink for BridgeSink {
         match answer.blocking_recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
+                // The code says why: `cancelled` only if the job was, `unavailable` when the
+                // queue had trouble (the client may retry), `internal` when it was taken back.
                 tracing::info!(error = %e, part = %name, "part not accepted; stopping the job");
-                Err(PipelineFailure::cancelled())
+                Err(PipelineFailure::new(e.code(), e.client_message()))
             }
             Err(_) => Err(PipelineFailure::cancelled()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use img3d_protocol::FailureCode;
+
+    use super::*;
+
+    /// What the pipeline sees when the queue refuses a part with `error`.
+    fn refused_with(error: QueueError) -> PipelineFailure {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut sink = BridgeSink { tx, cancel: CancellationToken::new() };
+        let queue = std::thread::spawn(move || {
+            let Some(SinkMsg::Part { reply, .. }) = rx.blocking_recv() else { panic!("no part came") };
+            let _ = reply.send(Err(error));
+        });
+        let failure = sink.part(PartName::PixelImages, vec![1]).unwrap_err();
+        queue.join().unwrap();
+        failure
+    }
+
+    /// A refused part ends the job with the refusal's own code: queue trouble is retryable
+    /// `unavailable`, never `cancelled` (nobody cancelled anything).
+    #[test]
+    fn refused_part_keeps_its_cause() {
+        assert_eq!(refused_with(QueueError::Backend("Redis down".into())).code, FailureCode::Unavailable);
+        assert_eq!(refused_with(QueueError::Cancelled("client left".into())).code, FailureCode::Cancelled);
+        assert_eq!(refused_with(QueueError::LeaseLost("taken back".into())).code, FailureCode::Internal);
     }
 }

@@ -2,6 +2,7 @@
 //! worker in one process, the single-machine default) and a queue worker's health endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_protocol::FailureCode;
@@ -11,7 +12,7 @@ use img3d_service::health::{ops_router, Ops};
 use img3d_service::{Component, Health, Metrics, Shutdown};
 use tokio::net::TcpListener;
 
-use crate::{Pipeline, WorkerOptions};
+use crate::{Pipeline, Wedged, WorkerOptions};
 
 /// Builds the pipeline (loads weights): called once, on a blocking thread.
 pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Arc<dyn Pipeline>> + Send>;
@@ -49,10 +50,22 @@ pub async fn serve_standalone(
             ))
         }
     };
-    let worker = tokio::spawn(load_and_run(queue, load, health, shutdown, metrics, on_load_failure));
+    let worker = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let ran = load_and_run(queue, load, health, shutdown.clone(), metrics, on_load_failure).await;
+            if ran.is_err() {
+                // Nothing runs jobs any more: tell waiting clients now, and let the process end.
+                shutdown.begin(Duration::ZERO);
+            }
+            ran
+        })
+    };
     let served = img3d_gateway::serve(listener, gateway).await;
     closer.abort();
-    let _ = worker.await;
+    if let Ok(Err(wedged)) = worker.await {
+        return Err(wedged.into());
+    }
     Ok(served?)
 }
 
@@ -81,7 +94,13 @@ pub async fn serve_queue_worker(
         let app = ops_router(ops);
         tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stop).await })
     };
-    load_and_run(queue, load, health, shutdown.clone(), metrics, |_: &str| {}).await;
+    if let Err(wedged) = load_and_run(queue, load, health, shutdown.clone(), metrics, |_: &str| {}).await {
+        // Unready (readyz said why while the job was handed back); exit non-zero so the
+        // supervisor starts a fresh worker.
+        stop_http.cancel();
+        let _ = http.await;
+        return Err(wedged.into());
+    }
     // Health stays up through the drain (readyz says draining) until the worker has stopped,
     // and after a failed model load until a signal, so the reason stays visible.
     shutdown.drain().cancelled().await;
@@ -91,6 +110,7 @@ pub async fn serve_queue_worker(
 }
 
 /// Loads the model (readiness `model`: starting -> ready or failed) and runs the worker loop.
+/// When its watchdog stops the loop, readiness `worker` turns failed and the reason is returned.
 async fn load_and_run(
     queue: Arc<dyn WorkQueue>,
     load: Loader,
@@ -98,7 +118,7 @@ async fn load_and_run(
     shutdown: Shutdown,
     metrics: Arc<Metrics>,
     on_failure: impl FnOnce(&str),
-) {
+) -> Result<(), Wedged> {
     health.set("model", Component::Starting("loading the model".into()));
     let loaded = tokio::task::spawn_blocking(load)
         .await
@@ -110,9 +130,16 @@ async fn load_and_run(
             tracing::error!(error = %reason, "model failed to load; this worker takes no jobs");
             health.set("model", Component::Failed(reason.clone()));
             on_failure(&reason);
-            return;
+            return Ok(());
         }
     };
     health.set("model", Component::Ready(pipeline.describe()));
-    crate::run_with(queue, pipeline, shutdown, WorkerOptions { metrics, ..WorkerOptions::default() }).await;
+    let ran =
+        crate::run_with(queue, pipeline, shutdown, WorkerOptions { metrics, ..WorkerOptions::default() })
+            .await;
+    if let Err(wedged) = &ran {
+        tracing::error!(reason = %wedged, "the worker stops; its supervisor should start a fresh one");
+        health.set("worker", Component::Failed(wedged.to_string()));
+    }
+    ran
 }

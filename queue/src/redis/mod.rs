@@ -6,7 +6,10 @@
 //!   worker whose heartbeat expired to the front of the queue with `attempt + 1`, and fails a
 //!   job for good after `max_attempts`. Every publish by a worker is fenced by its lease
 //!   (worker id + attempt, checked inside the script that publishes), so a worker that was
-//!   only paused cannot deliver a result twice.
+//!   only paused cannot deliver a result twice. A live worker audits its own in-flight list
+//!   before each pop (`audit.lua`): an id it holds no lease on (a lost `BLMOVE` or claim
+//!   reply) goes back the way a dead worker's would; an ending it could not write is retried
+//!   in the background until it lands (`lease.rs`).
 //! - **Claim-check.** Image and parts live under their own keys with a TTL; pub/sub carries
 //!   only small notices ([`notice`]) to one channel per gateway process, read by one
 //!   dedicated connection ([`subscriber`]) and fanned out to the jobs in-process.

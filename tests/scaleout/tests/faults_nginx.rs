@@ -268,8 +268,9 @@ async fn redis_restarted() -> Row {
     let records = records.lock().unwrap().clone();
     for r in &records {
         assert!(
-            matches!(r.outcome, Outcome::Completed | Outcome::Failed(_)),
-            "job {} of client {}: {:?} (only completed or a failure a client retries on)",
+            matches!(&r.outcome, Outcome::Completed)
+                || matches!(&r.outcome, Outcome::Failed(code) if code == "unavailable"),
+            "job {} of client {}: {:?} (only completed or `unavailable`, the failure a client retries on)",
             r.id,
             r.client,
             r.outcome
@@ -282,6 +283,9 @@ async fn redis_restarted() -> Row {
                 || (r.sent >= restarted && r.outcome != Outcome::Completed)
         })
         .collect();
+    // Six clients looping over 300 ms jobs keep both workers busy: a restart that caught no
+    // job in flight would make this row prove nothing.
+    assert!(!affected.is_empty(), "the Redis restart hit no job");
     let mut outcomes = BTreeMap::<String, usize>::new();
     for r in &affected {
         *outcomes.entry(r.outcome.label()).or_default() += 1;
