@@ -44,7 +44,9 @@ impl JobSink for BridgeSink {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 tracing::info!(error = %e, part = %name, "part not accepted; stopping the job");
-                Err(PipelineFailure::cancelled())
+                // The queue's own code: `cancelled` only when the job was, `unavailable`
+                // (retryable) when Redis could not take the part (e.g. during a failover).
+                Err(PipelineFailure::new(e.code(), e.client_message()))
             }
             Err(_) => Err(PipelineFailure::cancelled()),
         }
