@@ -20,7 +20,8 @@ struct Cli {
     listen: SocketAddr,
 
     /// Redis URL of the job queue shared with the workers: redis://[:PASSWORD@]HOST:PORT[/DB],
-    /// or rediss:// for TLS.
+    /// or rediss:// for TLS; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+    /// for the master of a Sentinel group (found again after a failover).
     #[arg(long, env = "IMG3D_REDIS")]
     redis: String,
 

@@ -21,7 +21,10 @@ use img3d_scaleout_tests::{
 async fn master_killed_under_load_the_service_follows_the_failover() {
     let mut group = SentinelGroup::start("img3d-test");
     let (redis, prefix) = (group.url(), unique_prefix());
-    let fast = ["--heartbeat-ttl", "3s", "--client-ttl", "3s", "--reap-interval", "200ms"];
+    // The client TTL (the default, 10 s) above the failover's few seconds: keys the gateways
+    // could not refresh while no master was reachable must not expire meanwhile, or workers
+    // would take the gateways for dead and cancel their jobs.
+    let fast = ["--heartbeat-ttl", "3s", "--client-ttl", "10s", "--reap-interval", "200ms"];
     let flags = [&["--job-timeout", "8s"][..], &fast].concat();
     let _workers = [worker(&redis, &prefix, 300, &fast), worker(&redis, &prefix, 300, &fast)];
     let gateways = [gateway(&redis, &prefix, &flags), gateway(&redis, &prefix, &flags)];
