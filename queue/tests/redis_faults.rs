@@ -41,7 +41,11 @@ fn fast(url: String) -> RedisConfig {
 }
 
 fn job(tag: &str) -> NewJob {
-    NewJob { image: Bytes::from(format!("image-{tag}")), timeout: Duration::from_secs(30) }
+    NewJob {
+        image: Bytes::from(format!("image-{tag}")),
+        options: Default::default(),
+        timeout: Duration::from_secs(30),
+    }
 }
 
 fn part(name: PartName) -> Bytes {
