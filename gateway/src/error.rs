@@ -93,3 +93,9 @@ impl From<img3d_queue::SubmitError> for ClientError {
         }
     }
 }
+
+impl From<img3d_service::health::Unavailable> for ClientError {
+    fn from(e: img3d_service::health::Unavailable) -> Self {
+        ClientError::Unavailable(e.to_string())
+    }
+}

@@ -1,5 +1,6 @@
-//! The img3d gateway: WebSocket sessions, validation, streaming of job events, health and
-//! metrics. No libtorch: it runs on any small CPU machine (SPEC.md section 4).
+//! The img3d gateway: WebSocket sessions, validation and streaming of job events. No libtorch:
+//! it runs on any small CPU machine (SPEC.md section 4). Shutdown, health, metrics and logging
+//! come from `img3d-service`, shared with the worker.
 //!
 //! Entry points take resources, not addresses: build a [`Gateway`] around any
 //! [`img3d_queue::JobQueue`] and call [`serve`] with a bound listener (tests bind
@@ -7,19 +8,14 @@
 
 mod config;
 mod error;
-pub mod health;
-pub mod metrics;
-mod redis_options;
+pub mod page;
 mod server;
 mod session;
-mod shutdown;
-pub mod telemetry;
 pub mod validate;
+
+// The sessions' shared process plumbing, in scope crate-wide as `crate::Metrics` etc.
+use img3d_service::{Health, Metrics, Shutdown};
 
 pub use config::{parse_bytes, GatewayConfig};
 pub use error::ClientError;
-pub use health::{Component, Health};
-pub use metrics::Metrics;
-pub use redis_options::RedisOptions;
 pub use server::{app, serve, Gateway};
-pub use shutdown::Shutdown;

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, RedisOptions, Shutdown};
+use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_queue::redis::RedisJobQueue;
+use img3d_service::{Health, Metrics, RedisOptions, Shutdown};
 
 /// The img3d WebSocket gateway (ws://HOST:PORT/generate3d), in front of a Redis job queue.
 #[derive(Debug, Parser)]
@@ -37,7 +38,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    img3d_gateway::telemetry::init_tracing();
+    img3d_service::telemetry::init_tracing();
     let mut cfg = cli.redis_options.config(&cli.redis, &cli.prefix);
     cfg.max_queue_len = cli.gateway.max_queue;
     let queue = RedisJobQueue::connect(cfg).await.context("connecting to the Redis queue")?;

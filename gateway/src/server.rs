@@ -12,11 +12,11 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use img3d_protocol::{ClientOptions, JobOptions, ENDPOINT_PATH};
 use img3d_queue::{JobQueue, QueueProbe};
+use img3d_service::health::{ops_router, Ops};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
-use crate::health::{ops_router, Ops};
 use crate::{GatewayConfig, Health, Metrics, Shutdown};
 
 /// Everything a gateway's sessions share.
@@ -73,12 +73,14 @@ impl Gateway {
     }
 }
 
-/// The HTTP application: `/generate3d`, `/healthz`, `/readyz`, `/metrics`.
+/// The HTTP application: `/generate3d`, `/healthz`, `/readyz`, `/metrics`, and the web page
+/// (`/`, `/assets/...`).
 pub fn app(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(ENDPOINT_PATH, get(ws_handler))
         .with_state(gateway.clone())
         .merge(ops_router(gateway.ops.clone()))
+        .merge(crate::page::router())
 }
 
 /// Serves `gateway` on `listener` until the shutdown: on drain, new WebSocket upgrades get

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use img3d_gateway::{GatewayConfig, RedisOptions};
+use img3d_gateway::GatewayConfig;
 use img3d_pipeline::DeviceSpec;
+use img3d_service::RedisOptions;
 
 use crate::model_source::{Converter, ModelSource};
 use crate::ModelSpec;

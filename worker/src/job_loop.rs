@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use img3d_gateway::{Metrics, Shutdown};
 use img3d_protocol::{FailureCode, PartName, ProgressStage, ALL_PARTS};
 use img3d_queue::{Failure, Lease, QueueError, WorkQueue};
+use img3d_service::{Metrics, Shutdown};
 use tokio::sync::mpsc;
 use tokio::task::JoinError;
 use tokio::time::Instant;

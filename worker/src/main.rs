@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use img3d_gateway::{Metrics, RedisOptions, Shutdown};
 use img3d_queue::redis::RedisWorkQueue;
 use img3d_queue::{QueueProbe, WorkQueue};
+use img3d_service::{Metrics, RedisOptions, Shutdown};
 use img3d_worker::cli::{
     BundleConfigArgs, Cli, Command, PrepareModelArgs, QueueWorkerArgs, RunArgs, StandaloneArgs,
 };
@@ -101,7 +101,7 @@ fn prepare_model(args: PrepareModelArgs) -> anyhow::Result<()> {
 
 fn main() {
     let cli = Cli::parse();
-    img3d_gateway::telemetry::init_tracing();
+    img3d_service::telemetry::init_tracing();
     let result = match cli.command {
         Some(Command::Run(args)) => run_once(args),
         Some(Command::BundleConfig(args)) => bundle_config(args),

@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use img3d_gateway::health::{ops_router, Ops};
-use img3d_gateway::{Component, Gateway, GatewayConfig, Health, Metrics, Shutdown};
+use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_protocol::FailureCode;
 use img3d_queue::memory::MemoryQueue;
 use img3d_queue::{Failure, QueueProbe, WorkQueue};
+use img3d_service::health::{ops_router, Ops};
+use img3d_service::{Component, Health, Metrics, Shutdown};
 use tokio::net::TcpListener;
 
 use crate::{Pipeline, WorkerOptions};

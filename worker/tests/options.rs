@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use common::*;
 use futures::SinkExt;
-use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, Shutdown};
+use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_protocol::{Format, JobOptions, RemoveBackground};
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
+use img3d_service::{Health, Metrics, Shutdown};
 use img3d_worker::Pipeline;
 use tokio_tungstenite::tungstenite::Message;
 

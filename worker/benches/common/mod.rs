@@ -20,10 +20,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use img3d_gateway::{Gateway, GatewayConfig, Health, Metrics, Shutdown};
+use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_protocol::PartName;
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
 use img3d_queue::{QueueProbe, WorkQueue};
+use img3d_service::{Health, Metrics, Shutdown};
 use img3d_worker::standalone::Loader;
 use img3d_worker::{JobSink, Pipeline, PipelineFailure};
 use tokio_tungstenite::tungstenite::Message;

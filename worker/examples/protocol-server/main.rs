@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use img3d_gateway::{GatewayConfig, Metrics, RedisOptions, Shutdown};
+use img3d_gateway::GatewayConfig;
 use img3d_queue::redis::RedisWorkQueue;
 use img3d_queue::{QueueProbe, WorkQueue};
+use img3d_service::{Metrics, RedisOptions, Shutdown};
 use img3d_worker::standalone::{serve_queue_worker, serve_standalone, Loader};
 use img3d_worker::Pipeline;
 
@@ -59,7 +60,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    img3d_gateway::telemetry::init_tracing();
+    img3d_service::telemetry::init_tracing();
     let pipeline = double::PlaceholderPipeline {
         delay: Duration::from_millis(cli.delay_ms),
         output_bytes: cli.output_bytes,

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use img3d_gateway::{GatewayConfig, Metrics, Shutdown};
+use img3d_gateway::GatewayConfig;
+use img3d_service::{Metrics, Shutdown};
 use img3d_worker::standalone::serve_standalone;
 use img3d_worker::Pipeline;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -16,7 +16,7 @@ use axum::routing::get;
 use axum::Router;
 use img3d_queue::QueueProbe;
 
-use crate::{ClientError, Metrics, Shutdown};
+use crate::{Metrics, Shutdown};
 
 /// How long `/readyz` waits for the queue before calling it unreachable.
 const QUEUE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,6 +30,17 @@ pub enum Component {
     Ready(String),
     /// Failed for good: no job can run here; new jobs are refused with `unavailable`.
     Failed(String),
+}
+
+/// A component failed for good: this process cannot run jobs, so new ones are refused (the
+/// gateway tells the client `unavailable`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("this server cannot run jobs ({component}: {reason}); retry on another server")]
+pub struct Unavailable {
+    /// The failed component.
+    pub component: String,
+    /// Why it failed.
+    pub reason: String,
 }
 
 /// Readiness of the parts of this process.
@@ -54,12 +65,10 @@ impl Health {
     }
 
     /// Whether a new job may be accepted: refused only when a component failed for good.
-    pub fn admit(&self) -> Result<(), ClientError> {
-        for (name, state) in self.snapshot() {
+    pub fn admit(&self) -> Result<(), Unavailable> {
+        for (component, state) in self.snapshot() {
             if let Component::Failed(reason) = state {
-                return Err(ClientError::Unavailable(format!(
-                    "this server cannot run jobs ({name}: {reason}); retry on another server"
-                )));
+                return Err(Unavailable { component, reason });
             }
         }
         Ok(())
