@@ -26,6 +26,9 @@ pub struct ClientConfig {
     pub ping_interval: Option<Duration>,
     /// Ask for the opt-in `queued`/`progress` messages (`?events=progress`).
     pub progress_events: bool,
+    /// Per-job options for every job of the connection (on its query: `?seed=7&formats=zip,glb`);
+    /// the default asks for nothing, i.e. the original protocol.
+    pub options: img3d_protocol::JobOptions,
     /// Largest message accepted from the server (default 512 MiB; a result ZIP is ~10-40 MB,
     /// and the default of the WebSocket library, 64 MiB, is too close for comfort).
     pub max_message_bytes: usize,
@@ -42,11 +45,13 @@ impl ClientConfig {
             retry_delay: Duration::from_millis(250),
             ping_interval: None,
             progress_events: false,
+            options: img3d_protocol::JobOptions::default(),
             max_message_bytes: 512 << 20,
         }
     }
 
-    /// The URL actually connected to: [`ClientConfig::url`] plus `events=progress` when asked.
+    /// The URL actually connected to: [`ClientConfig::url`] plus `events=progress` and the job
+    /// options when asked.
     pub fn request_url(&self) -> Result<String, ClientError> {
         let url = self.url.trim();
         let invalid =
@@ -61,10 +66,40 @@ impl ClientConfig {
         if url.contains('#') {
             return Err(invalid("a WebSocket URL cannot have a #fragment"));
         }
-        if !self.progress_events {
+        let mut query = Vec::new();
+        if self.progress_events {
+            query.push(format!("events={}", img3d_protocol::EVENTS_PROGRESS));
+        }
+        let options = self.options.to_query();
+        if !options.is_empty() {
+            query.push(options);
+        }
+        if query.is_empty() {
             return Ok(url.to_owned());
         }
         let sep = if url.contains('?') { '&' } else { '?' };
-        Ok(format!("{url}{sep}events={}", img3d_protocol::EVENTS_PROGRESS))
+        Ok(format!("{url}{sep}{}", query.join("&")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Progress events and job options go on the query, after any query the URL already has;
+    /// with neither, the URL is left as given.
+    #[test]
+    fn request_url_carries_options() {
+        let mut config = ClientConfig::new("ws://h:1/generate3d");
+        assert_eq!(config.request_url().unwrap(), "ws://h:1/generate3d");
+        config.options.seed = Some(7);
+        config.options.formats = Some(vec![img3d_protocol::Format::Zip, img3d_protocol::Format::Glb]);
+        assert_eq!(config.request_url().unwrap(), "ws://h:1/generate3d?seed=7&formats=zip,glb");
+        config.progress_events = true;
+        config.url = "ws://h:1/generate3d?key=k".into();
+        assert_eq!(
+            config.request_url().unwrap(),
+            "ws://h:1/generate3d?key=k&events=progress&seed=7&formats=zip,glb"
+        );
     }
 }

@@ -162,3 +162,52 @@ fn errors_and_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid server URL"), "{}", stderr(&o));
 }
+
+/// `--glb` and the other option flags reach the server (on the connection's query): the result
+/// directory also holds `output3d.glb`, a binary glTF; an out-of-range flag is a usage error
+/// naming the option and its range, before anything is sent.
+#[test]
+fn option_flags_ask_for_the_glb() {
+    let server = ProtocolServer::start(Some(30));
+    let tmp = tempfile::tempdir().unwrap();
+    let image = input(tmp.path(), "cat.png");
+    let out = tmp.path().join("out");
+    let o = img3d(&[
+        "generate",
+        "--server",
+        &server.url(),
+        "--seed",
+        "7",
+        "--steps",
+        "20",
+        "--guidance",
+        "4.5",
+        "--texture",
+        "2048",
+        "--faces",
+        "20000",
+        "--remove-background",
+        "off",
+        "--glb",
+        &image,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = out.join("cat");
+    assert_eq!(files_in(&dir), ["output3d.glb", "output3d.zip", "pixel_images.png", "xyz_images.png"]);
+    assert_eq!(&std::fs::read(dir.join("output3d.glb")).unwrap()[..4], b"glTF");
+
+    let o = img3d(&[
+        "generate",
+        "--server",
+        &server.url(),
+        "--steps",
+        "0",
+        &image,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("`steps`") && stderr(&o).contains("1..=100"), "{}", stderr(&o));
+}

@@ -1,7 +1,7 @@
 //! Everything a client can be told went wrong, with its stable wire code: the one place that
 //! turns an error into the protocol's `failed` message.
 
-use img3d_protocol::{FailureCode, ServerMessage};
+use img3d_protocol::{FailureCode, OptionError, ServerMessage};
 
 /// Why a client's message or job was refused or failed, as the client is told.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,6 +15,10 @@ pub enum ClientError {
          failed status (this extra message was ignored)"
     )]
     JobRunning,
+    /// An option (on the connection's query or in the options message before the image) is
+    /// out of its range: the job is refused before anything is queued.
+    #[error("{0}")]
+    BadOption(#[from] OptionError),
     /// The binary frame was empty.
     #[error("the image frame is empty: send the whole image file as one binary frame")]
     Empty,
@@ -62,7 +66,9 @@ impl ClientError {
     /// The stable machine-readable code.
     pub fn code(&self) -> FailureCode {
         match self {
-            ClientError::TextFrame | ClientError::JobRunning => FailureCode::BadRequest,
+            ClientError::TextFrame | ClientError::JobRunning | ClientError::BadOption(_) => {
+                FailureCode::BadRequest
+            }
             ClientError::Empty | ClientError::UnknownFormat | ClientError::Corrupt { .. } => {
                 FailureCode::InvalidImage
             }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::Router;
-use img3d_protocol::{ClientOptions, ENDPOINT_PATH};
+use img3d_protocol::{ClientOptions, JobOptions, ENDPOINT_PATH};
 use img3d_queue::{JobQueue, QueueProbe};
 use img3d_service::health::{ops_router, Ops};
 use tokio::net::TcpListener;
@@ -121,10 +121,13 @@ async fn ws_handler(
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections; retry later\n").into_response();
     };
     let options = ClientOptions::from_query(query.as_deref());
+    // Bad query options fail each job of the connection (naming the option), not the upgrade:
+    // a browser cannot read the reason of a refused upgrade.
+    let job_options = JobOptions::from_query(query.as_deref());
     let id = gw.next_connection.fetch_add(1, Ordering::Relaxed);
     let limit = gw.config.transport_limit();
     let tracker = gw.tracker.clone();
     upgrade.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        tracker.track_future(crate::session::run(socket, gw, options, peer, id, permit))
+        tracker.track_future(crate::session::run(socket, gw, options, job_options, peer, id, permit))
     })
 }

@@ -1,7 +1,8 @@
 //! One WebSocket connection: a stream of jobs, one at a time.
 //!
 //! `Idle` --binary frame--> `processing`, validate, submit --events--> parts in order -->
-//! `completed`/`failed` --> `Idle`. Each part's announcement and its binary frame are sent
+//! `completed`/`failed` --> `Idle`. An options message in `Idle` sets the next job's options
+//! (over the query's) and is not answered. Each part's announcement and its binary frame are sent
 //! back to back, and messages from the client are only handled between whole parts, so an
 //! extra image never lands inside the running job's stream.
 
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
-use img3d_protocol::{ClientOptions, FailureCode, ServerMessage};
+use img3d_protocol::{ClientOptions, FailureCode, JobOptions, OptionError, ServerMessage};
 use img3d_queue::{JobEvent, JobHandle, NewJob};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
@@ -45,7 +46,7 @@ enum End {
 /// What the client sent.
 enum Incoming {
     Image(Bytes),
-    Text,
+    Text(String),
     /// Ping or pong: proof of life only.
     Control,
     Closed,
@@ -57,6 +58,10 @@ struct Session {
     ws: WebSocket,
     gw: Arc<Gateway>,
     options: ClientOptions,
+    /// The job options of the connection's query (an error fails every job of it).
+    query_options: Result<JobOptions, OptionError>,
+    /// The options message received since the last image, for the next job only.
+    next_options: Option<Result<JobOptions, OptionError>>,
     /// Last time anything arrived from the client (pongs included).
     last_heard: Instant,
     ping: Interval,
@@ -67,6 +72,7 @@ pub(crate) async fn run(
     ws: WebSocket,
     gw: Arc<Gateway>,
     options: ClientOptions,
+    query_options: Result<JobOptions, OptionError>,
     peer: SocketAddr,
     id: u64,
     permit: OwnedSemaphorePermit,
@@ -79,7 +85,8 @@ pub(crate) async fn run(
         let period = gw.config.ping_interval;
         let mut ping = interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut session = Session { ws, gw, options, last_heard: Instant::now(), ping };
+        let mut session =
+            Session { ws, gw, options, query_options, next_options: None, last_heard: Instant::now(), ping };
         let end = session.serve().await;
         tracing::info!(?end, "connection ended");
         metrics.connected_clients.dec();
@@ -124,7 +131,11 @@ impl Session {
                 _ = self.ping.tick() => self.keepalive().await?,
                 msg = self.ws.recv() => match self.incoming(msg) {
                     Incoming::Image(bytes) => return Ok(bytes),
-                    Incoming::Text => self.refuse(ClientError::TextFrame).await?,
+                    Incoming::Text(text) => match JobOptions::from_message(&text) {
+                        // Answered with the job it belongs to (one `failed` per job).
+                        Some(options) => self.next_options = Some(options),
+                        None => self.refuse(ClientError::TextFrame).await?,
+                    },
                     Incoming::Control => {}
                     Incoming::Closed => return Err(End::ClientClosed),
                     Incoming::TooBig(size) => return Err(self.too_big(size).await),
@@ -137,10 +148,14 @@ impl Session {
     /// Runs one job from its image to its last message. `Err` ends the connection.
     async fn job(&mut self, image: Bytes) -> Result<(), End> {
         let received = Instant::now();
+        let options = self.take_options();
         self.send(&ServerMessage::processing()).await?;
-        let result = match admit(&self.gw, image).await {
-            Ok(valid) => submit(&self.gw, valid, received).await,
-            Err(e) => Err(e),
+        let result = match options {
+            Ok(options) => match admit(&self.gw, image).await {
+                Ok(valid) => submit(&self.gw, valid, options, received).await,
+                Err(e) => Err(e),
+            },
+            Err(e) => Err(ClientError::BadOption(e)),
         };
         match result {
             Ok(handle) => {
@@ -178,7 +193,7 @@ impl Session {
                 }
                 _ = self.ping.tick() => self.keepalive().await?,
                 msg = self.ws.recv() => match self.incoming(msg) {
-                    Incoming::Image(_) | Incoming::Text => self.refuse(ClientError::JobRunning).await?,
+                    Incoming::Image(_) | Incoming::Text(_) => self.refuse(ClientError::JobRunning).await?,
                     Incoming::Control => {}
                     Incoming::Closed => {
                         tracing::info!("client left during the job; cancelling it");
@@ -231,12 +246,22 @@ impl Session {
         Ok(false)
     }
 
+    /// The next job's options: the query's, overridden by an options message sent since the
+    /// last image (which applies to this job only).
+    fn take_options(&mut self) -> Result<JobOptions, OptionError> {
+        let query = self.query_options.clone()?;
+        match self.next_options.take() {
+            Some(message) => Ok(query.overridden_by(&message?)),
+            None => Ok(query),
+        }
+    }
+
     fn incoming(&mut self, msg: Option<Result<Message, axum::Error>>) -> Incoming {
         self.last_heard = Instant::now();
         match msg {
             None | Some(Ok(Message::Close(_))) => Incoming::Closed,
             Some(Ok(Message::Binary(bytes))) => Incoming::Image(bytes),
-            Some(Ok(Message::Text(_))) => Incoming::Text,
+            Some(Ok(Message::Text(text))) => Incoming::Text(text.as_str().to_owned()),
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
             Some(Err(e)) => match too_long(&e) {
                 Some(size) => Incoming::TooBig(size),
@@ -309,11 +334,17 @@ async fn admit(gw: &Gateway, image: Bytes) -> Result<ValidImage, ClientError> {
     result
 }
 
-async fn submit(gw: &Gateway, image: ValidImage, received: Instant) -> Result<JobHandle, ClientError> {
+async fn submit(
+    gw: &Gateway,
+    image: ValidImage,
+    options: JobOptions,
+    received: Instant,
+) -> Result<JobHandle, ClientError> {
     let (width, height) = image.dimensions();
     let timeout = gw.config.job_timeout.saturating_sub(received.elapsed());
-    let handle = gw.queue.submit(NewJob { image: image.into_bytes(), timeout }).await?;
-    tracing::info!(job = %handle.id(), width, height, "job queued");
+    let chosen = (!options.is_default()).then(|| format!("{options:?}"));
+    let handle = gw.queue.submit(NewJob { image: image.into_bytes(), options, timeout }).await?;
+    tracing::info!(job = %handle.id(), width, height, options = chosen, "job queued");
     Ok(handle)
 }
 

@@ -215,18 +215,24 @@ fn main() {
         );
         let mut entry = json!({ "unet_call_ms": ms, "batch": batch, "calls": calls, "sampler_s": sampler_s });
         if args.whole_stage {
+            let params = img3d_pipeline::RunParams {
+                seed: 1234,
+                steps,
+                guidance,
+                ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::crm())
+            };
             let cancelled = || false;
             let mut step_times = Vec::new();
             let mut progress = |_, _, _| step_times.push(Instant::now());
             let reference = reference();
             let start = Instant::now();
             let out = if stage == 1 {
-                mv.stage1(&reference, 1234, &mut StepCtl::new(&cancelled, &mut progress))
+                mv.stage1(&reference, &params, &mut StepCtl::new(&cancelled, &mut progress))
             } else {
                 let strip = views
                     .clone()
                     .unwrap_or_else(|| RgbImage::from_pixel(1536, 256, image::Rgb([90, 120, 150])));
-                mv.stage2(&reference, &strip, 1234, &mut StepCtl::new(&cancelled, &mut progress))
+                mv.stage2(&reference, &strip, &params, &mut StepCtl::new(&cancelled, &mut progress))
             }
             .expect("stage run");
             let secs = start.elapsed().as_secs_f64();

@@ -24,6 +24,10 @@ pub enum PipelineError {
         /// What is wrong.
         reason: String,
     },
+    /// A run parameter is out of what the pipeline can run (the message names it; safe to
+    /// show a client).
+    #[error("{0}")]
+    InvalidParams(String),
     /// The requested device is not usable.
     #[error("device: {0}")]
     Device(String),

@@ -4,8 +4,12 @@
 //! ```text
 //! bytes -> preprocess -> MultiView::stage1 -> pixel_images.png
 //!                     -> MultiView::stage2 -> xyz_images.png
-//!                     -> Reconstruction::generate3d -> output3d.zip
+//!                     -> Reconstruction::generate3d -> output3d.zip (-> output3d.glb)
 //! ```
+//!
+//! A run's seed, steps, guidance, background rule, texture size, face budget and formats are
+//! its [`RunParams`]: the bundle's defaults ([`Pipeline::default_params`]) unless a client chose
+//! otherwise.
 //!
 //! The stages come from the registry ([`crate::registry`]). A stage this build or this bundle
 //! lacks is named in [`Pipeline::describe`] and makes [`Pipeline::run`] fail with
@@ -24,7 +28,7 @@ use crate::config::BundleConfig;
 use crate::preprocess::Preprocessor;
 use crate::registry::{self, LoadedStage, StageKind};
 use crate::stages::{MultiView, Reconstruction, Stage, StepCtl};
-use crate::{DeviceSpec, PipelineError};
+use crate::{DeviceSpec, PipelineError, RunParams};
 
 /// Width and height of each stage's output strip: six 256x256 views side by side.
 pub const STRIP: (u32, u32) = (1536, 256);
@@ -38,6 +42,8 @@ pub enum Part {
     XyzImages,
     /// The textured mesh, ZIP (OBJ + MTL + PNG).
     Output3d,
+    /// The same mesh as binary glTF, when the run's params ask for it.
+    OutputGlb,
 }
 
 /// What a run reports, in order.
@@ -144,20 +150,37 @@ impl Pipeline {
         self.preprocessor.run(image)
     }
 
-    /// Runs one job. `cancelled` is checked between steps; `on_event` receives progress and
-    /// each part as soon as it exists (an error from it ends the run with that error).
+    /// The parameters of a run without options (the bundle's defaults).
+    pub fn default_params(&self) -> RunParams {
+        RunParams::defaults(self.config())
+    }
+
+    /// Runs one job with the default parameters (see [`Pipeline::run_with`]).
     pub fn run(
         &self,
         image: &[u8],
         cancelled: &dyn Fn() -> bool,
         on_event: &mut dyn FnMut(Event) -> Result<(), PipelineError>,
     ) -> Result<(), PipelineError> {
-        let seed = self.config().defaults.seed;
+        self.run_with(image, &self.default_params(), cancelled, on_event)
+    }
+
+    /// Runs one job with `params`. `cancelled` is checked between steps; `on_event` receives
+    /// progress and each part as soon as it exists (an error from it ends the run with that
+    /// error).
+    pub fn run_with(
+        &self,
+        image: &[u8],
+        params: &RunParams,
+        cancelled: &dyn Fn() -> bool,
+        on_event: &mut dyn FnMut(Event) -> Result<(), PipelineError>,
+    ) -> Result<(), PipelineError> {
+        params.check()?;
         let check = || if cancelled() { Err(PipelineError::Cancelled) } else { Ok(()) };
         // 1. preprocess
         check()?;
         on_event(Event::Progress { stage: Stage::Preprocess, step: 0, total: 1 })?;
-        let reference = self.preprocessor.run(image)?;
+        let reference = self.preprocessor.run_with(image, params.background)?;
         on_event(Event::Progress { stage: Stage::Preprocess, step: 1, total: 1 })?;
         check()?;
         // Progress is advisory: a failing sink surfaces at the next part.
@@ -166,14 +189,15 @@ impl Pipeline {
         };
         // 2. stage 1 and 2
         let multiview = self.multiview.as_ref().ok_or_else(|| self.unavailable(StageKind::MultiView))?;
-        let views = multiview.stage1(&reference, seed, &mut StepCtl::new(cancelled, &mut progress))?;
+        let views = multiview.stage1(&reference, params, &mut StepCtl::new(cancelled, &mut progress))?;
         check_strip("stage 1", &views)?;
         on_event(Event::Part { part: Part::PixelImages, bytes: encode_png(&views)? })?;
         check()?;
         let mut progress = |stage, step, total| {
             let _ = on_event(Event::Progress { stage, step, total });
         };
-        let xyzs = multiview.stage2(&reference, &views, seed, &mut StepCtl::new(cancelled, &mut progress))?;
+        let xyzs =
+            multiview.stage2(&reference, &views, params, &mut StepCtl::new(cancelled, &mut progress))?;
         check_strip("stage 2", &xyzs)?;
         on_event(Event::Part { part: Part::XyzImages, bytes: encode_png(&xyzs)? })?;
         check()?;
@@ -182,8 +206,13 @@ impl Pipeline {
         let mut progress = |stage, step, total| {
             let _ = on_event(Event::Progress { stage, step, total });
         };
-        let zip = recon.generate3d(&views, &xyzs, seed, &mut StepCtl::new(cancelled, &mut progress))?;
-        on_event(Event::Part { part: Part::Output3d, bytes: zip })
+        let files = recon.generate3d(&views, &xyzs, params, &mut StepCtl::new(cancelled, &mut progress))?;
+        on_event(Event::Part { part: Part::Output3d, bytes: files.zip })?;
+        match files.glb {
+            Some(glb) => on_event(Event::Part { part: Part::OutputGlb, bytes: glb }),
+            None if params.glb => Err(PipelineError::Internal("the reconstruction made no GLB".into())),
+            None => Ok(()),
+        }
     }
 
     fn unavailable(&self, kind: StageKind) -> PipelineError {

@@ -33,7 +33,7 @@ use crate::bundle::{Bundle, U2NET};
 use crate::config::{PreprocessConfig, U2netConfig};
 use crate::resample::{self, Filter};
 use crate::u2net::U2net;
-use crate::PipelineError;
+use crate::{Background, PipelineError};
 
 /// Preprocessing with its background-removal network loaded.
 pub struct Preprocessor {
@@ -84,19 +84,37 @@ impl Preprocessor {
         Preprocessor { cfg, u2net: Some(Mutex::new(u2net)) }
     }
 
-    /// Image file bytes -> the square RGB reference image on grey.
+    /// Image file bytes -> the square RGB reference image on grey (upstream's rule).
     pub fn run(&self, bytes: &[u8]) -> Result<RgbImage, PipelineError> {
         self.run_image(decode(bytes)?)
     }
 
-    /// A decoded RGBA image -> the square RGB reference image on grey.
+    /// [`Preprocessor::run`] with the background rule `background`.
+    pub fn run_with(&self, bytes: &[u8], background: Background) -> Result<RgbImage, PipelineError> {
+        self.run_image_with(decode(bytes)?, background)
+    }
+
+    /// A decoded RGBA image -> the square RGB reference image on grey (upstream's rule).
     pub fn run_image(&self, img: RgbaImage) -> Result<RgbImage, PipelineError> {
-        let cut = if has_transparency(&img) {
-            clear_transparent(&img)
-        } else if let Some(mask) = self.foreground_mask(&img)? {
-            naive_cutout(&img, &mask)
-        } else {
-            img
+        self.run_image_with(img, Background::Auto)
+    }
+
+    /// [`Preprocessor::run_image`] with the background rule `background`.
+    pub fn run_image_with(&self, img: RgbaImage, background: Background) -> Result<RgbImage, PipelineError> {
+        let cut = match background {
+            Background::Auto if has_transparency(&img) => clear_transparent(&img),
+            Background::Auto | Background::On => match self.foreground_mask(&img)? {
+                Some(mask) => naive_cutout(&img, &mask),
+                // Auto on a bundle without U-2-Net: the bundle's own choice, as before.
+                None if background == Background::Auto => img,
+                None => {
+                    return Err(PipelineError::InvalidParams(
+                        "remove_background=on: this model bundle has no background-removal network".into(),
+                    ))
+                }
+            },
+            Background::Off if has_transparency(&img) => clear_transparent(&img),
+            Background::Off => img,
         };
         let resized = resize_content(&cut, self.cfg.foreground_ratio);
         Ok(add_background(&expand_to_square(&resized), self.cfg.background))

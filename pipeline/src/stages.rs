@@ -14,7 +14,7 @@
 
 use image::RgbImage;
 
-use crate::PipelineError;
+use crate::{PipelineError, RunParams};
 
 /// A pipeline stage, for progress reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,10 +66,11 @@ impl<'a> StepCtl<'a> {
 pub trait MultiView: Send + Sync {
     /// Stage 1: from the preprocessed reference image (RGB, square, any size), the six
     /// generated views, each 256x256, side by side: a 1536x256 image (`np_imgs`).
+    /// Seed, steps and guidance come from `params`.
     fn stage1(
         &self,
         reference: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
     ) -> Result<RgbImage, PipelineError>;
 
@@ -80,21 +81,31 @@ pub trait MultiView: Send + Sync {
         &self,
         reference: &RgbImage,
         views: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
     ) -> Result<RgbImage, PipelineError>;
+}
+
+/// The mesh files of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshFiles {
+    /// `output3d.zip`: NAME.obj, NAME.mtl, NAME.png.
+    pub zip: Vec<u8>,
+    /// `output3d.glb`, when the run's params ask for it.
+    pub glb: Option<Vec<u8>>,
 }
 
 /// Reconstruction and export (upstream `generate3d`).
 pub trait Reconstruction: Send + Sync {
     /// From `np_imgs` and `np_xyzs` (both 1536x256 RGB, as stage 1 and 2 return them), the
-    /// bytes of `output3d.zip` (NAME.obj, NAME.mtl, NAME.png). Temporary files, if any, are
-    /// removed on every path.
+    /// bytes of `output3d.zip` (NAME.obj, NAME.mtl, NAME.png) and, if `params.glb`, of the
+    /// GLB; the seed, face budget and texture size come from `params`. Temporary files, if
+    /// any, are removed on every path.
     fn generate3d(
         &self,
         rgb: &RgbImage,
         ccm: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
-    ) -> Result<Vec<u8>, PipelineError>;
+    ) -> Result<MeshFiles, PipelineError>;
 }

@@ -103,10 +103,12 @@ fn tiny_reconstruction_exports_a_textured_mesh() {
         panic!("not a reconstruction stage")
     };
     let (rgb, ccm) = (views(5), views(17));
+    let seeded =
+        |seed| img3d_pipeline::RunParams { seed, ..img3d_pipeline::RunParams::defaults(bundle.config()) };
     let never = || false;
     let mut stages = Vec::new();
     let mut progress = |stage: Stage, step: u32, total: u32| stages.push((stage, step, total));
-    let zip = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&never, &mut progress)).unwrap();
+    let zip = recon.generate3d(&rgb, &ccm, &seeded(7), &mut StepCtl::new(&never, &mut progress)).unwrap().zip;
     let faces = common::check_output_zip(&zip).faces;
     assert!(faces > 100, "{faces} faces");
     assert!(
@@ -115,13 +117,13 @@ fn tiny_reconstruction_exports_a_textured_mesh() {
     );
 
     let mut ignore = |_: Stage, _: u32, _: u32| {};
-    let again = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&never, &mut ignore)).unwrap();
+    let again = recon.generate3d(&rgb, &ccm, &seeded(7), &mut StepCtl::new(&never, &mut ignore)).unwrap().zip;
     assert!(again == zip, "same views and seed, different bytes");
-    let other = recon.generate3d(&rgb, &ccm, 8, &mut StepCtl::new(&never, &mut ignore)).unwrap();
+    let other = recon.generate3d(&rgb, &ccm, &seeded(8), &mut StepCtl::new(&never, &mut ignore)).unwrap().zip;
     assert!(other != zip, "the seed does not reach the noise");
 
     let always = || true;
-    let err = recon.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&always, &mut ignore)).unwrap_err();
+    let err = recon.generate3d(&rgb, &ccm, &seeded(7), &mut StepCtl::new(&always, &mut ignore)).unwrap_err();
     assert!(matches!(err, img3d_pipeline::PipelineError::Cancelled), "{err}");
 }
 
@@ -164,6 +166,10 @@ fn cuda_matches_cpu() {
 
     let never = || false;
     let mut ignore = |_: Stage, _: u32, _: u32| {};
-    let zip = gpu.generate3d(&rgb, &ccm, 7, &mut StepCtl::new(&never, &mut ignore)).unwrap();
+    let params = img3d_pipeline::RunParams {
+        seed: 7,
+        ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::tiny())
+    };
+    let zip = gpu.generate3d(&rgb, &ccm, &params, &mut StepCtl::new(&never, &mut ignore)).unwrap().zip;
     assert!(common::check_output_zip(&zip).faces > 100);
 }

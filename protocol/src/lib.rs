@@ -3,7 +3,9 @@
 //! A client sends one binary frame (an image file). The server answers, in this exact order:
 //! `processing`, three `result_part` announcements each followed by one binary frame
 //! (`pixel_images.png`, `xyz_images.png`, `output3d.zip`), and `completed` — or `failed` at any
-//! point, after which nothing more is sent for that job.
+//! point, after which nothing more is sent for that job. A client may choose per-job options
+//! ([`JobOptions`]: seed, steps, texture size, a GLB part, ...), opt-in, on the URL query or in
+//! an options message before an image.
 //!
 //! Messages are serialised the way the original Python server (`json.dumps`) wrote them — `", "`
 //! between members and `": "` after keys — so the bytes match what existing clients were tested
@@ -11,12 +13,17 @@
 
 mod code;
 mod message;
+mod options;
 mod part;
 mod wire;
 
 pub use code::FailureCode;
 pub use message::{ClientOptions, ProgressStage, ServerMessage, Status};
-pub use part::{PartName, PARTS};
+pub use options::{
+    Format, JobOptions, OptionError, RemoveBackground, FACES_RANGE, GUIDANCE_RANGE, OPTIONS_TYPE,
+    OPTION_NAMES, SEED_MAX, STEPS_RANGE, TEXTURE_SIZES,
+};
+pub use part::{PartName, ALL_PARTS, PARTS};
 pub use wire::to_wire_json;
 
 /// The WebSocket path of the service.

@@ -1,6 +1,6 @@
-//! The three result parts, in protocol order.
+//! The result parts, in protocol order: the original three, then the opt-in GLB.
 
-/// One of the three result parts of a job.
+/// One of the result parts of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PartName {
     /// The six generated views side by side (stage 1), `image/png`, 1536x256 RGB.
@@ -9,10 +9,18 @@ pub enum PartName {
     XyzImages,
     /// The textured mesh: OBJ + MTL + PNG, `application/zip`.
     Output3d,
+    /// Opt-in (`formats` has `glb`): the same mesh as binary glTF 2.0, `model/gltf-binary`,
+    /// after the zip.
+    OutputGlb,
 }
 
-/// All parts in the order they are sent.
+/// The parts every job sends, in the order they are sent (the original protocol's three).
 pub const PARTS: [PartName; 3] = [PartName::PixelImages, PartName::XyzImages, PartName::Output3d];
+
+/// Every part a job may send, in protocol order (a job's own list is
+/// [`crate::JobOptions::parts`]).
+pub const ALL_PARTS: [PartName; 4] =
+    [PartName::PixelImages, PartName::XyzImages, PartName::Output3d, PartName::OutputGlb];
 
 impl PartName {
     /// The file name sent in the `result_part` announcement.
@@ -21,6 +29,7 @@ impl PartName {
             PartName::PixelImages => "pixel_images.png",
             PartName::XyzImages => "xyz_images.png",
             PartName::Output3d => "output3d.zip",
+            PartName::OutputGlb => "output3d.glb",
         }
     }
 
@@ -29,6 +38,7 @@ impl PartName {
         match self {
             PartName::PixelImages | PartName::XyzImages => "image/png",
             PartName::Output3d => "application/zip",
+            PartName::OutputGlb => "model/gltf-binary",
         }
     }
 
@@ -39,12 +49,12 @@ impl PartName {
 
     /// The part at a protocol position.
     pub fn from_index(i: usize) -> Option<Self> {
-        PARTS.get(i).copied()
+        ALL_PARTS.get(i).copied()
     }
 
     /// Parses a file name as sent on the wire.
     pub fn from_file_name(name: &str) -> Option<Self> {
-        PARTS.into_iter().find(|p| p.file_name() == name)
+        ALL_PARTS.into_iter().find(|p| p.file_name() == name)
     }
 }
 

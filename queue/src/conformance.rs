@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use img3d_protocol::{FailureCode, PartName, ProgressStage, PARTS};
+use img3d_protocol::{FailureCode, Format, JobOptions, PartName, ProgressStage, RemoveBackground, PARTS};
 
 use crate::{Failure, JobEvent, JobHandle, JobQueue, Lease, NewJob, SubmitError, WorkQueue};
 
@@ -46,7 +46,11 @@ async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
 }
 
 fn job(tag: &str) -> NewJob {
-    NewJob { image: Bytes::from(format!("image-{tag}")), timeout: Duration::from_secs(60) }
+    NewJob {
+        image: Bytes::from(format!("image-{tag}")),
+        options: JobOptions::default(),
+        timeout: Duration::from_secs(60),
+    }
 }
 
 async fn pop(work: &dyn WorkQueue) -> Box<dyn Lease> {
@@ -96,11 +100,12 @@ pub async fn fifo_order(f: &dyn Factory) {
     for i in 0..3 {
         handles.push(b.jobs.submit(job(&i.to_string())).await.unwrap());
     }
-    for i in 0..3 {
+    for (i, handle) in handles.iter().enumerate() {
         let lease = pop(&*b.work).await;
         assert_eq!(lease.job().image, Bytes::from(format!("image-{i}")));
         assert_eq!(lease.job().attempt, 1);
-        assert_eq!(lease.job().id, handles[i].id());
+        assert_eq!(lease.job().id, handle.id());
+        assert!(lease.job().options.is_default(), "a job without options must arrive without options");
         lease.fail(Failure::new(FailureCode::Internal, "test")).await.unwrap();
     }
 }
@@ -174,11 +179,8 @@ pub async fn cancel_running_job_fires_token(f: &dyn Factory) {
 /// A job nobody takes before its deadline fails with `timeout` and is then never started.
 pub async fn deadline_while_queued(f: &dyn Factory) {
     let b = f.make(100).await;
-    let mut handle = b
-        .jobs
-        .submit(NewJob { image: Bytes::from("late"), timeout: Duration::from_millis(300) })
-        .await
-        .unwrap();
+    let mut handle =
+        b.jobs.submit(NewJob { timeout: Duration::from_millis(300), ..job("late") }).await.unwrap();
     match event_skip_queued(&mut handle).await {
         JobEvent::Failed(failure) => assert_eq!(failure.code, FailureCode::Timeout),
         other => panic!("expected a timeout, got {other:?}"),
@@ -190,11 +192,8 @@ pub async fn deadline_while_queued(f: &dyn Factory) {
 /// A running job that passes its deadline fails with `timeout` and its token is cancelled.
 pub async fn deadline_while_running(f: &dyn Factory) {
     let b = f.make(100).await;
-    let mut handle = b
-        .jobs
-        .submit(NewJob { image: Bytes::from("slow"), timeout: Duration::from_millis(800) })
-        .await
-        .unwrap();
+    let mut handle =
+        b.jobs.submit(NewJob { timeout: Duration::from_millis(800), ..job("slow") }).await.unwrap();
     let lease = pop(&*b.work).await;
     assert_eq!(event_skip_queued(&mut handle).await, JobEvent::Started);
     match event(&mut handle).await {
@@ -316,6 +315,63 @@ pub async fn dropped_lease_fails_job(f: &dyn Factory) {
     }
 }
 
+/// Every option reaches the worker as the client set it, and a job that asked for the GLB
+/// yields four parts, the GLB after the zip.
+pub async fn options_travel_with_job(f: &dyn Factory) {
+    let b = f.make(100).await;
+    let options = JobOptions {
+        seed: Some(7),
+        guidance: Some(4.5),
+        steps: Some(30),
+        texture: Some(2048),
+        faces: Some(20_000),
+        formats: Some(vec![Format::Zip, Format::Glb]),
+        remove_background: Some(RemoveBackground::Off),
+    };
+    let mut handle = b.jobs.submit(NewJob { options: options.clone(), ..job("opt") }).await.unwrap();
+    let lease = pop(&*b.work).await;
+    assert_eq!(lease.job().options, options);
+    publish_all(&*lease, 1024).await;
+    lease.publish_part(PartName::OutputGlb, part_bytes(PartName::OutputGlb, 1024)).await.unwrap();
+    lease.complete().await.unwrap();
+    assert_eq!(event_skip_queued(&mut handle).await, JobEvent::Started);
+    expect_parts(&mut handle, 1024).await;
+    match event(&mut handle).await {
+        JobEvent::Part(p) => assert_eq!(p.name, PartName::OutputGlb),
+        other => panic!("expected the GLB part, got {other:?}"),
+    }
+    assert_eq!(event(&mut handle).await, JobEvent::Completed);
+}
+
+/// A job that asked for the GLB and completed without it fails for its client, and a job that
+/// did not ask for it never passes one on.
+pub async fn parts_follow_the_options(f: &dyn Factory) {
+    let b = f.make(100).await;
+    let glb = JobOptions { formats: Some(vec![Format::Glb]), ..JobOptions::default() };
+    let mut handle = b.jobs.submit(NewJob { options: glb, ..job("glb") }).await.unwrap();
+    let lease = pop(&*b.work).await;
+    publish_all(&*lease, 16).await;
+    lease.complete().await.unwrap();
+    assert_eq!(event_skip_queued(&mut handle).await, JobEvent::Started);
+    expect_parts(&mut handle, 16).await;
+    match event(&mut handle).await {
+        JobEvent::Failed(failure) => assert_eq!(failure.code, FailureCode::Internal),
+        other => panic!("expected a failure for the missing GLB, got {other:?}"),
+    }
+
+    let mut handle = b.jobs.submit(job("zip")).await.unwrap();
+    let lease = pop(&*b.work).await;
+    publish_all(&*lease, 16).await;
+    lease.publish_part(PartName::OutputGlb, part_bytes(PartName::OutputGlb, 16)).await.unwrap();
+    lease.complete().await.unwrap();
+    assert_eq!(event_skip_queued(&mut handle).await, JobEvent::Started);
+    expect_parts(&mut handle, 16).await;
+    match event(&mut handle).await {
+        JobEvent::Failed(failure) => assert_eq!(failure.code, FailureCode::Internal),
+        other => panic!("expected a failure for the unasked GLB, got {other:?}"),
+    }
+}
+
 /// Expands to one `#[tokio::test]` per contract case, in a module named `$module`.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -328,7 +384,8 @@ macro_rules! conformance_tests {
                 cancelled_queued_job_never_starts, cancel_running_job_fires_token,
                 deadline_while_queued, deadline_while_running, bounded_length,
                 each_job_to_one_worker, requeue_runs_again, next_times_out_when_empty,
-                stats_track_depth, large_part_intact, dropped_lease_fails_job);
+                stats_track_depth, large_part_intact, dropped_lease_fails_job,
+                options_travel_with_job, parts_follow_the_options);
         }
     };
     (@case $factory:expr; $($case:ident),*) => {

@@ -26,6 +26,8 @@ pub struct JobHandle {
     canceller: Option<Canceller>,
     started: bool,
     next_part: usize,
+    /// How many parts the job sends (3, or 4 with the opt-in GLB).
+    parts: usize,
     done: bool,
 }
 
@@ -36,8 +38,15 @@ impl std::fmt::Debug for JobHandle {
 }
 
 impl JobHandle {
-    /// Wraps a backend's event channel. `timeout` counts from now.
-    pub fn new(id: JobId, events: mpsc::Receiver<JobEvent>, timeout: Duration, canceller: Canceller) -> Self {
+    /// Wraps a backend's event channel for a job that sends `parts` parts (its options'
+    /// [`img3d_protocol::JobOptions::parts`]). `timeout` counts from now.
+    pub fn new(
+        id: JobId,
+        events: mpsc::Receiver<JobEvent>,
+        parts: usize,
+        timeout: Duration,
+        canceller: Canceller,
+    ) -> Self {
         JobHandle {
             id,
             events,
@@ -45,6 +54,7 @@ impl JobHandle {
             canceller: Some(canceller),
             started: false,
             next_part: 0,
+            parts,
             done: false,
         }
     }
@@ -81,7 +91,7 @@ impl JobHandle {
                     if index < self.next_part {
                         continue; // a re-run republished a part the client already has
                     }
-                    if index > self.next_part {
+                    if index > self.next_part || index >= self.parts {
                         self.done = true;
                         self.cancel_now();
                         tracing::error!(job = %self.id, part = %part.name, "part out of order");
@@ -92,7 +102,7 @@ impl JobHandle {
                     }
                     self.next_part += 1;
                 }
-                JobEvent::Completed if self.next_part < img3d_protocol::PARTS.len() => {
+                JobEvent::Completed if self.next_part < self.parts => {
                     self.done = true;
                     self.cancel_now();
                     tracing::error!(job = %self.id, parts = self.next_part, "completed with parts missing");

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use img3d_protocol::{FailureCode, PartName, ProgressStage};
+use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage};
 use uuid::Uuid;
 
 /// Unique id of a job (never shown to clients: the protocol is stateless).
@@ -29,11 +29,14 @@ impl std::fmt::Display for JobId {
     }
 }
 
-/// What a gateway submits: a validated image and how long the client will wait.
+/// What a gateway submits: a validated image, the client's options and how long the client
+/// will wait.
 #[derive(Debug, Clone)]
 pub struct NewJob {
     /// The image file exactly as the client sent it (already validated by the gateway).
     pub image: Bytes,
+    /// The client's options for this job (already validated; default: the original protocol).
+    pub options: JobOptions,
     /// Time from submission after which the job fails with `timeout` and is cancelled.
     pub timeout: Duration,
 }
@@ -45,6 +48,8 @@ pub struct Job {
     pub id: JobId,
     /// The image file bytes.
     pub image: Bytes,
+    /// The client's options (which parts to send, seed, steps, ...).
+    pub options: JobOptions,
     /// When the gateway submitted it (wall clock: gateways and workers are different machines).
     pub submitted_at: SystemTime,
     /// When nobody waits for it any more.

@@ -180,8 +180,16 @@ impl JobQueue for MemoryQueue {
         let (tx, rx) = mpsc::channel(EVENT_CAPACITY);
         let cancel = CancellationToken::new();
         let now = SystemTime::now();
+        let parts = new.options.parts().len();
         let entry = Entry {
-            job: Job { id, image: new.image, submitted_at: now, deadline: now + new.timeout, attempt: 1 },
+            job: Job {
+                id,
+                image: new.image,
+                options: new.options,
+                submitted_at: now,
+                deadline: now + new.timeout,
+                attempt: 1,
+            },
             events: tx,
             cancel: cancel.clone(),
             enqueued: Instant::now(),
@@ -207,7 +215,7 @@ impl JobQueue for MemoryQueue {
                 shared.lock().waiting.retain(|e| e.job.id != id);
             }
         });
-        Ok(JobHandle::new(id, rx, new.timeout, canceller))
+        Ok(JobHandle::new(id, rx, parts, new.timeout, canceller))
     }
 }
 

@@ -24,7 +24,11 @@ impl Factory for Memory {
 img3d_queue::conformance_tests!(memory, super::Memory);
 
 fn job() -> NewJob {
-    NewJob { image: Bytes::from_static(b"img"), timeout: Duration::from_secs(60) }
+    NewJob {
+        image: Bytes::from_static(b"img"),
+        options: Default::default(),
+        timeout: Duration::from_secs(60),
+    }
 }
 
 /// Closing fails waiting jobs with `unavailable`, refuses new ones, stops workers, and a

@@ -112,7 +112,11 @@ async fn rediss_url_round_trip() {
     let gateway = RedisJobQueue::connect(cfg.clone()).await.expect("TLS connect");
     let worker = RedisWorkQueue::connect(cfg).await.unwrap();
     let mut handle = gateway
-        .submit(NewJob { image: Bytes::from_static(b"img"), timeout: Duration::from_secs(20) })
+        .submit(NewJob {
+            image: Bytes::from_static(b"img"),
+            options: Default::default(),
+            timeout: Duration::from_secs(20),
+        })
         .await
         .unwrap();
     let lease = worker.next(Duration::from_secs(10)).await.unwrap().expect("a job");

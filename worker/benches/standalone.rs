@@ -50,7 +50,7 @@ fn direct(kind: &str, jobs: usize) {
     let pipeline = Fixed { parts: parts(kind) };
     let start = Instant::now();
     for _ in 0..jobs {
-        pipeline.run(&[], &mut Discard).unwrap();
+        pipeline.run(&[], &Default::default(), &mut Discard).unwrap();
     }
     let per_job = start.elapsed().as_secs_f64() / jobs as f64;
     println!(

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use img3d_pipeline::pipeline::{Event, Part};
 use img3d_pipeline::stages::Stage;
-use img3d_pipeline::{tiny, DeviceSpec, PipelineError};
-use img3d_protocol::{FailureCode, PartName, ProgressStage};
+use img3d_pipeline::{tiny, Background, DeviceSpec, PipelineError, RunParams};
+use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage, RemoveBackground};
 
 use crate::model_source::{self, ModelSource};
 use crate::{JobSink, PipelineFailure};
@@ -134,7 +134,11 @@ impl CrmPipeline {
 }
 
 impl crate::Pipeline for CrmPipeline {
-    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+        // The gateway validated them; options from elsewhere (a queue shared with another
+        // version) are checked again rather than trusted.
+        options.validate().map_err(|e| PipelineFailure::new(FailureCode::BadRequest, e.to_string()))?;
+        let params = run_params(self.inner.default_params(), options);
         // The pipeline asks "cancelled?" and reports events through two callbacks; both reach
         // the one sink, never at the same time (it checks cancel between events).
         let sink = RefCell::new(sink);
@@ -154,7 +158,7 @@ impl crate::Pipeline for CrmPipeline {
                 }),
             }
         };
-        let result = self.inner.run(image, &cancelled, &mut on_event);
+        let result = self.inner.run_with(image, &params, &cancelled, &mut on_event);
         match (result, refused) {
             (Ok(()), _) => Ok(()),
             (Err(_), Some(failure)) => Err(failure),
@@ -167,12 +171,32 @@ impl crate::Pipeline for CrmPipeline {
     }
 }
 
+/// The pipeline's parameters for a job: the bundle's `defaults` with every option the client
+/// set in their place.
+pub fn run_params(defaults: RunParams, options: &JobOptions) -> RunParams {
+    RunParams {
+        seed: options.seed.unwrap_or(defaults.seed),
+        guidance: options.guidance.unwrap_or(defaults.guidance),
+        steps: options.steps.unwrap_or(defaults.steps),
+        background: match options.remove_background {
+            None => defaults.background,
+            Some(RemoveBackground::Auto) => Background::Auto,
+            Some(RemoveBackground::On) => Background::On,
+            Some(RemoveBackground::Off) => Background::Off,
+        },
+        texture: options.texture.unwrap_or(defaults.texture),
+        faces: options.faces.or(defaults.faces),
+        glb: options.wants_glb(),
+    }
+}
+
 /// The protocol failure for a pipeline error. Only messages meant for clients pass through;
 /// internal details go to the log.
 pub fn failure_of(error: PipelineError) -> PipelineFailure {
     match error {
         PipelineError::InvalidImage(message) => PipelineFailure::new(FailureCode::InvalidImage, message),
         PipelineError::Unavailable(message) => PipelineFailure::new(FailureCode::Unavailable, message),
+        PipelineError::InvalidParams(message) => PipelineFailure::new(FailureCode::BadRequest, message),
         PipelineError::Cancelled => PipelineFailure::cancelled(),
         other => {
             tracing::error!(error = %other, "the pipeline failed");
@@ -199,5 +223,6 @@ fn part_name(part: Part) -> PartName {
         Part::PixelImages => PartName::PixelImages,
         Part::XyzImages => PartName::XyzImages,
         Part::Output3d => PartName::Output3d,
+        Part::OutputGlb => PartName::OutputGlb,
     }
 }

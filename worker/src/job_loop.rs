@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use img3d_protocol::{FailureCode, PartName, ProgressStage, PARTS};
+use img3d_protocol::{FailureCode, PartName, ProgressStage, ALL_PARTS};
 use img3d_queue::{Failure, Lease, QueueError, WorkQueue};
 use img3d_service::{Metrics, Shutdown};
 use tokio::sync::mpsc;
@@ -113,10 +113,10 @@ async fn run_job(
         let (tx, mut rx) = mpsc::channel(16);
         let sink = BridgeSink { tx, cancel: job_token.clone() };
         let task = {
-            let (pipeline, image) = (pipeline.clone(), job.image.clone());
+            let (pipeline, image, options) = (pipeline.clone(), job.image.clone(), job.options.clone());
             tokio::task::spawn_blocking(move || {
                 let mut sink = sink;
-                pipeline.run(&image, &mut sink)
+                pipeline.run(&image, &options, &mut sink)
             })
         };
         tokio::pin!(task);
@@ -173,7 +173,8 @@ async fn run_job(
         };
         drop(rx); // a pipeline still running (forced) fails its next part at once
         clock.finish(matches!(outcome, Outcome::Returned(Ok(()))), metrics);
-        let (label, code) = finish(lease, outcome, published, job_token.is_cancelled()).await;
+        let expected = job.options.parts().len();
+        let (label, code) = finish(lease, outcome, published, expected, job_token.is_cancelled()).await;
         metrics.worker_jobs.with_label_values(&[label, code.map_or("", FailureCode::as_str)]).inc();
         metrics.worker_job_duration.observe(started.elapsed().as_secs_f64());
         metrics.worker_busy.set(0);
@@ -200,7 +201,8 @@ async fn publish(
 ) -> Result<(), QueueError> {
     if name.index() != published {
         // The pipeline broke the protocol order; the handle would fail the job anyway.
-        tracing::error!(part = %name, expected = %PARTS[published.min(2)], "pipeline produced a part out of order");
+        let expected = ALL_PARTS[published.min(ALL_PARTS.len() - 1)];
+        tracing::error!(part = %name, %expected, "pipeline produced a part out of order");
         return Err(QueueError::Backend(format!("part {name} out of order")));
     }
     lease.publish_part(name, Bytes::from(bytes)).await
@@ -211,6 +213,7 @@ async fn finish(
     lease: Box<dyn Lease>,
     outcome: Outcome,
     published: usize,
+    expected: usize,
     cancelled: bool,
 ) -> (&'static str, Option<FailureCode>) {
     let failure = match outcome {
@@ -229,7 +232,7 @@ async fn finish(
             }
             return ("requeued", None);
         }
-        Outcome::Returned(Ok(())) if published == PARTS.len() && !cancelled => {
+        Outcome::Returned(Ok(())) if published == expected && !cancelled => {
             return match lease.complete().await {
                 Ok(()) => ("completed", None),
                 Err(e) => {
@@ -242,7 +245,7 @@ async fn finish(
             Failure::new(FailureCode::Cancelled, "the job was cancelled")
         }
         Outcome::Returned(Ok(())) => {
-            tracing::error!(published, "the pipeline returned without producing all three parts");
+            tracing::error!(published, expected, "the pipeline returned without producing all its parts");
             Failure::new(
                 FailureCode::Internal,
                 "internal error: the job ended without all result parts; retry",

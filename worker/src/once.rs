@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use img3d_protocol::{PartName, ProgressStage, PARTS};
+use img3d_protocol::{JobOptions, PartName, ProgressStage, PARTS};
 
 use crate::{JobSink, Pipeline, PipelineFailure};
 
@@ -52,7 +52,7 @@ pub fn run_once(pipeline: &dyn Pipeline, image: &Path, out: &Path) -> anyhow::Re
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut sink = DirSink { dir: out, written: Vec::new() };
     pipeline
-        .run(&bytes, &mut sink)
+        .run(&bytes, &JobOptions::default(), &mut sink)
         .map_err(|f| anyhow::anyhow!("the job failed ({}): {}", f.code, f.message))?;
     anyhow::ensure!(
         sink.written.len() == PARTS.len(),

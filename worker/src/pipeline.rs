@@ -1,14 +1,15 @@
 //! The interface between the worker loop and a pipeline (the real CRM pipeline, or a test
 //! double in gateway/queue tests).
 
-use img3d_protocol::{FailureCode, PartName, ProgressStage};
+use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage};
 
 /// A pipeline the worker can run. Runs on a blocking thread (`spawn_blocking`); a panic fails
 /// the job, not the worker.
 pub trait Pipeline: Send + Sync + 'static {
-    /// Runs one job on the image file bytes, publishing each part through `sink` the moment it
-    /// exists, in protocol order, and checking `sink.is_cancelled()` between steps.
-    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure>;
+    /// Runs one job on the image file bytes with the client's `options`, publishing each part
+    /// through `sink` the moment it exists, in protocol order (`options.parts()`), and checking
+    /// `sink.is_cancelled()` between steps.
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure>;
 
     /// One line for logs and `/readyz`, e.g. which bundle and device. A bundle with random
     /// weights must say so.

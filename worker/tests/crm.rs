@@ -9,7 +9,7 @@ use std::process::Command;
 use common::*;
 use img3d_gateway::GatewayConfig;
 use img3d_pipeline::DeviceSpec;
-use img3d_protocol::{FailureCode, PartName, ProgressStage};
+use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage};
 use img3d_worker::crm::{self, ModelSpec};
 use img3d_worker::{JobSink, PipelineFailure};
 
@@ -95,7 +95,7 @@ fn garbage_is_an_invalid_image() {
     let pipeline = crm::load_in(cache.path(), &ModelSpec::Tiny, DeviceSpec::Cpu).unwrap();
     assert!(pipeline.describe().contains("RANDOM weights"), "{}", pipeline.describe());
     let mut sink = Recorder::default();
-    let failure = pipeline.run(b"definitely not an image", &mut sink).unwrap_err();
+    let failure = pipeline.run(b"definitely not an image", &JobOptions::default(), &mut sink).unwrap_err();
     assert_eq!(failure.code, FailureCode::InvalidImage, "{failure}");
     assert!(sink.parts.is_empty());
 }
@@ -107,14 +107,14 @@ fn adapter_forwards_progress_and_maps_failures() {
     let cache = tempfile::tempdir().unwrap();
     let pipeline = crm::load_in(cache.path(), &ModelSpec::Tiny, DeviceSpec::Cpu).unwrap();
     let mut sink = Recorder::default();
-    let result = pipeline.run(&png(80, 80, 9), &mut sink);
+    let result = pipeline.run(&png(80, 80, 9), &JobOptions::default(), &mut sink);
     assert_eq!(sink.progress.first(), Some(&(ProgressStage::Preprocess, 0, 1)));
     assert!(sink.progress.contains(&(ProgressStage::Preprocess, 1, 1)), "{:?}", sink.progress);
     result.unwrap();
     assert_eq!(sink.parts, [PartName::PixelImages, PartName::XyzImages, PartName::Output3d]);
 
     let mut cancelled = Recorder { cancel: true, ..Recorder::default() };
-    let failure = pipeline.run(&png(80, 80, 9), &mut cancelled).unwrap_err();
+    let failure = pipeline.run(&png(80, 80, 9), &JobOptions::default(), &mut cancelled).unwrap_err();
     assert_eq!(failure.code, FailureCode::Cancelled);
     assert!(cancelled.parts.is_empty() && cancelled.progress.is_empty());
 }

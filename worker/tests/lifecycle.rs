@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use img3d_gateway::GatewayConfig;
+use img3d_protocol::JobOptions;
 use img3d_worker::{JobSink, Pipeline, PipelineFailure};
 
 /// Reads frames until a `queued` message (the client opted in), proving the job is in line.
@@ -107,11 +108,11 @@ async fn full_queue_answers_busy() {
 struct PanicOnce(std::sync::atomic::AtomicBool);
 
 impl Pipeline for PanicOnce {
-    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
         if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
             panic!("boom: a shape mismatch deep in the model");
         }
-        double::PlaceholderPipeline { delay: Duration::ZERO, output_bytes: 0 }.run(image, sink)
+        double::PlaceholderPipeline { delay: Duration::ZERO, output_bytes: 0 }.run(image, options, sink)
     }
 
     fn describe(&self) -> String {

@@ -33,6 +33,8 @@ pub trait Scheduler {
 /// The DDIM sampler with eta = 0.
 #[derive(Debug, Clone)]
 pub struct Ddim {
+    /// The step count it was made for (upstream's `range` may give one timestep more).
+    steps: usize,
     /// In sampling order.
     timesteps: Vec<i64>,
     /// Per position in sampling order: `a_t`, `a_prev`, `sqrt(1 - a_t)` as upstream holds them.
@@ -74,11 +76,17 @@ impl Ddim {
         // Stored in sampling order (upstream indexes the ascending tables by total - i - 1).
         let rev = |v: Vec<f32>| v.into_iter().rev().collect::<Vec<_>>();
         Ok(Ddim {
+            steps,
             timesteps: ascending.into_iter().rev().collect(),
             alphas: rev(alphas),
             alphas_prev: rev(alphas_prev),
             sqrt_one_minus_alphas: rev(sqrt_one_minus),
         })
+    }
+
+    /// The step count it was made for.
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
     /// The prediction of x0 at position `index` (upstream's `pred_x0`).

@@ -12,13 +12,16 @@ use std::time::Instant;
 
 use image::RgbImage;
 
+use super::ddim::Ddim;
+use super::provider::precision_for;
 use super::sampler::strip;
+use super::schedule::NoiseSchedule;
 use super::stage1::{Stage1, Stage1Noise};
 use super::stage2::{Stage2, Stage2Noise};
 use super::transforms::{clip_input, vae_input, views_input};
 use super::DiffusionConfig;
 use crate::stages::{MultiView, StepCtl};
-use crate::PipelineError;
+use crate::{PipelineError, RunParams};
 
 /// CRM's two diffusion stages, loaded.
 pub struct CrmMultiView {
@@ -63,16 +66,19 @@ impl MultiView for CrmMultiView {
     fn stage1(
         &self,
         reference: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
     ) -> Result<RgbImage, PipelineError> {
         let start = Instant::now();
-        let stages = self.stages();
+        let mut stages = self.stages();
+        let stage = &mut stages.stage1;
+        let device = stage.models.device();
+        configure(&mut stage.ddim, &mut stage.guidance, &stage.schedule, params, device)?;
         let out = torch_guarded("stage 1", || {
             let _guard = tch::no_grad_guard();
             let stage = &stages.stage1;
-            let device = stage.models.device();
-            let noise = Stage1Noise::draw(seed, stage.frames.num_frames(), self.cfg.latent_shape(), device);
+            let noise =
+                Stage1Noise::draw(params.seed, stage.frames.num_frames(), self.cfg.latent_shape(), device);
             let latents = stage.latents(
                 &vae_input(reference, self.cfg.image_size as u32),
                 &clip_input(reference, &self.cfg.clip),
@@ -89,7 +95,7 @@ impl MultiView for CrmMultiView {
         &self,
         reference: &RgbImage,
         views: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
     ) -> Result<RgbImage, PipelineError> {
         let start = Instant::now();
@@ -101,12 +107,15 @@ impl MultiView for CrmMultiView {
                 views.dimensions()
             )));
         }
-        let stages = self.stages();
+        let mut stages = self.stages();
+        let stage = &mut stages.stage2;
+        let device = stage.models.device();
+        configure(&mut stage.ddim, &mut stage.guidance, &stage.schedule, params, device)?;
         let out = torch_guarded("stage 2", || {
             let _guard = tch::no_grad_guard();
             let stage = &stages.stage2;
-            let device = stage.models.device();
-            let noise = Stage2Noise::draw(seed, stage.frames.num_frames(), self.cfg.latent_shape(), device);
+            let noise =
+                Stage2Noise::draw(params.seed, stage.frames.num_frames(), self.cfg.latent_shape(), device);
             let latents = stage.latents(
                 &vae_input(reference, size),
                 &clip_input(reference, &self.cfg.clip),
@@ -119,6 +128,23 @@ impl MultiView for CrmMultiView {
         tracing::info!(ms = start.elapsed().as_secs_f64() * 1e3, "diffusion stage 2 done");
         Ok(out)
     }
+}
+
+/// Points a stage's sampler at the job's steps and guidance. A worker runs one job at a time
+/// under the stages' lock, so the loaded stage carries the running job's values; the DDIM
+/// tables are rebuilt only when the step count changes (a few hundred scalars).
+fn configure(
+    ddim: &mut Ddim,
+    guidance: &mut f64,
+    schedule: &NoiseSchedule,
+    params: &RunParams,
+    device: tch::Device,
+) -> Result<(), PipelineError> {
+    if ddim.steps() != params.steps as usize {
+        *ddim = Ddim::new(schedule, params.steps as usize, precision_for(device))?;
+    }
+    *guidance = params.guidance;
+    Ok(())
 }
 
 /// Runs `f`, turning a libtorch panic (tch panics on a failed op, e.g. CUDA out of memory)

@@ -21,7 +21,9 @@
 
 pub mod archive;
 pub mod clean;
+pub mod decimate;
 pub mod export;
+pub mod glb;
 pub mod obj;
 pub mod pack;
 pub mod raster;
@@ -30,7 +32,7 @@ pub mod texture;
 pub mod unwrap;
 
 pub use clean::clean;
-pub use export::export_textured;
+pub use export::{export_files, export_textured, ExportOptions};
 pub use obj::TexturedMesh;
 
 /// A triangle mesh: positions and triangles (indices into `vertices`).

@@ -26,9 +26,9 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::mesh::{self, Mesh};
-use crate::stages::{Reconstruction, Stage, StepCtl};
-use crate::PipelineError;
+use crate::mesh::{self, ExportOptions, Mesh};
+use crate::stages::{MeshFiles, Reconstruction, Stage, StepCtl};
+use crate::{PipelineError, RunParams};
 use decoder::{sample_triplane, Mlp3, WeightMlp};
 use flexicubes::FlexiCubes;
 use unet::{TriplaneUNet, TriplaneUNetConfig};
@@ -211,18 +211,19 @@ impl CrmReconstruction {
     }
 
     /// Upstream's `generate3d`: from `np_imgs` and `np_xyzs` (1536x256 each) to the bytes of
-    /// `output3d.zip`, the noise drawn from `seed`. Checks `ctl` between the big steps.
+    /// `output3d.zip` (and the GLB if asked), the noise drawn from `params.seed`, the export
+    /// following `params`' face budget and texture size. Checks `ctl` between the big steps.
     pub fn generate3d(
         &self,
         rgb: &RgbImage,
         ccm: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
-    ) -> Result<Vec<u8>, PipelineError> {
+    ) -> Result<MeshFiles, PipelineError> {
         ctl.check()?;
         ctl.progress(Stage::Reconstruct, 0, 3);
         let start = Instant::now();
-        let features = self.features(rgb, ccm, seed)?;
+        let features = self.features(rgb, ccm, params.seed)?;
         tracing::info!(ms = ms_since(start, self.device), "triplane UNet");
         ctl.progress(Stage::Reconstruct, 1, 3);
         ctl.check()?;
@@ -230,9 +231,10 @@ impl CrmReconstruction {
         ctl.check()?;
         let start = Instant::now();
         let mut colour = |points: &Tensor| Ok(self.colour(&features, points));
-        let zip = mesh::export_textured(&mesh, &mut colour, ctl)?;
-        tracing::info!(ms = start.elapsed().as_secs_f64() * 1e3, bytes = zip.len(), "textured export");
-        Ok(zip)
+        let options = ExportOptions { texture: params.texture, faces: params.faces, glb: params.glb };
+        let files = mesh::export_files(&mesh, options, &mut colour, ctl)?;
+        tracing::info!(ms = start.elapsed().as_secs_f64() * 1e3, bytes = files.zip.len(), "textured export");
+        Ok(files)
     }
 }
 
@@ -326,11 +328,11 @@ impl Reconstruction for SharedReconstruction {
         &self,
         rgb: &RgbImage,
         ccm: &RgbImage,
-        seed: u64,
+        params: &RunParams,
         ctl: &mut StepCtl<'_>,
-    ) -> Result<Vec<u8>, PipelineError> {
+    ) -> Result<MeshFiles, PipelineError> {
         // A panic inside a job (caught by the worker) leaves the weights intact: ignore poison.
         let model = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        model.generate3d(rgb, ccm, seed, ctl)
+        model.generate3d(rgb, ccm, params, ctl)
     }
 }

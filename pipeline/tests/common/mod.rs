@@ -63,6 +63,11 @@ pub struct ObjCounts {
 /// `material_0`, finite positions, UVs in [0, 1], triangles whose position and UV indices are
 /// valid), the MTL names the PNG, and the PNG in the zip is the 1024x1024 texture.
 pub fn check_output_zip(bytes: &[u8]) -> ObjCounts {
+    check_output_zip_sized(bytes, 1024)
+}
+
+/// [`check_output_zip`] for a `texture`x`texture` PNG.
+pub fn check_output_zip_sized(bytes: &[u8], texture: u32) -> ObjCounts {
     use std::io::Read;
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).expect("a zip");
     let mut read = |name: &str| {
@@ -73,7 +78,7 @@ pub fn check_output_zip(bytes: &[u8]) -> ObjCounts {
     let obj = String::from_utf8(read("output3d.obj")).unwrap();
     let mtl = String::from_utf8(read("output3d.mtl")).unwrap();
     let png = image::load_from_memory(&read("output3d.png")).unwrap().to_rgb8();
-    assert_eq!(png.dimensions(), (1024, 1024));
+    assert_eq!(png.dimensions(), (texture, texture));
     assert_eq!(mtl.lines().find_map(|l| l.strip_prefix("map_Kd ")), Some("output3d.png"));
     assert_eq!(obj.lines().next(), Some("mtllib output3d.mtl"));
     assert!(obj.contains("\nusemtl material_0\n"));
@@ -108,4 +113,23 @@ pub fn check_output_zip(bytes: &[u8]) -> ObjCounts {
         assert!(corners.iter().all(valid), "{corners:?}");
     }
     ObjCounts { vertices, uvs, faces: faces.len() }
+}
+
+/// Runs the Khronos glTF validator (`tools/gltf`, installed by `scripts/setup`) on GLB bytes and
+/// panics unless it reports no error and no warning. Returns its report line.
+pub fn validate_glb(glb: &[u8]) -> String {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = repo.join("tools/gltf/validate.mjs");
+    assert!(
+        repo.join("tools/gltf/node_modules/gltf-validator").is_dir(),
+        "the glTF validator is not installed: run scripts/setup (npm ci --prefix tools/gltf)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("output3d.glb");
+    std::fs::write(&path, glb).unwrap();
+    let out = std::process::Command::new("node").arg(&script).arg(&path).output().expect("running node");
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "glTF validator: {report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("\"errors\":0,\"warnings\":0"), "{report}");
+    report
 }

@@ -99,6 +99,7 @@ impl RedisJobQueue {
             .arg(ms(GRACE))
             .arg(ms(IDLE_TTL))
             .arg(self.shared.keys.gateway_alive(&self.gateway_id))
+            .arg(serde_json::to_string(&job.options).expect("options serialise"))
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
@@ -131,7 +132,8 @@ impl JobQueue for RedisJobQueue {
         let pump =
             Pump::new(id, self.shared.clone(), self.registry.clone(), events_tx, wake_rx, abandon.clone());
         tokio::spawn(pump.run());
-        Ok(JobHandle::new(id, events_rx, job.timeout, Box::new(move || abandon.cancel())))
+        let parts = job.options.parts().len();
+        Ok(JobHandle::new(id, events_rx, parts, job.timeout, Box::new(move || abandon.cancel())))
     }
 }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use deadpool_redis::redis::{self, AsyncCommands};
-use img3d_protocol::{FailureCode, PARTS};
+use img3d_protocol::{FailureCode, ALL_PARTS};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -127,7 +127,7 @@ impl Pump {
             self.fail(Failure::new(FailureCode::Unavailable, "the job queue lost the job; retry")).await;
             return Ok(());
         };
-        let parts = parts.unwrap_or(0).min(PARTS.len());
+        let parts = parts.unwrap_or(0).min(ALL_PARTS.len());
         if parts > 0 || state == "running" || state == "completed" {
             self.ensure_started().await;
         }
@@ -196,7 +196,7 @@ impl Pump {
         let keys = &self.shared.keys;
         let mut script = SCRIPTS.release.key(keys.pending());
         script.key(keys.job(self.id)).key(keys.client_alive(self.id)).key(keys.image(self.id));
-        for seq in 0..PARTS.len() {
+        for seq in 0..ALL_PARTS.len() {
             script.key(keys.part(self.id, seq));
         }
         script.arg(self.id.to_string());

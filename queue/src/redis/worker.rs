@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_redis::redis::{self, AsyncCommands, Direction};
+use img3d_protocol::JobOptions;
 use tokio::sync::{oneshot, OwnedRwLockReadGuard, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -245,7 +246,7 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
         .map_err(backend)?;
     let (local_now, wall_now) = (Instant::now(), SystemTime::now()); // as close to TIME as we get
     match reply.first().map(String::as_str) {
-        Some("ok") if reply.len() == 7 => {}
+        Some("ok") if reply.len() == 8 => {}
         Some("skip") => {
             tracing::info!(job = %id, reason = reply.get(1).map(String::as_str), "skipped a job nobody waits for");
             return Ok(None);
@@ -256,6 +257,9 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
     let (attempt, submitted_ms, deadline_ms, now_ms) = (num(1)? as u32, num(2)?, num(3)?, num(4)?);
     let image: Option<Bytes> = conn.get(keys.image(id)).await.map_err(backend)?;
     drop(conn);
+    // Written by our own gateways; unreadable options (a gateway of another version) fail the
+    // job below rather than run it with options the client did not ask for.
+    let options = serde_json::from_str::<JobOptions>(&reply[7]).map_err(|e| e.to_string());
     // One clock: the job's times are Redis' (set by `submit.lua` from `TIME`, like every lease
     // TTL), read against Redis' `TIME` in the same claim, and mapped onto this machine's clocks
     // as offsets from now. A worker whose wall clock is off by minutes still runs the job for
@@ -265,6 +269,7 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
     let job = Job {
         id,
         image: image.unwrap_or_default(),
+        options: options.clone().unwrap_or_default(),
         submitted_at: wall_now.checked_sub(waited).unwrap_or(UNIX_EPOCH),
         deadline: wall_now + left,
         attempt,
@@ -272,6 +277,13 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
     let local_deadline = local_now + left;
     let gateway_alive = reply[6].clone();
     let lease = RedisLease::start(inner.clone(), job, gateway_alive, local_deadline);
+    if let Err(e) = options {
+        tracing::error!(job = %id, error = %e, "unreadable job options in the queue");
+        let failure =
+            Failure::new(img3d_protocol::FailureCode::Internal, "the job's options could not be read; retry");
+        let _ = Box::new(lease).fail(failure).await;
+        return Ok(None);
+    }
     if lease.job().image.is_empty() {
         let failure = Failure::new(
             img3d_protocol::FailureCode::Internal,

@@ -39,7 +39,11 @@ pub fn fast(url: String) -> RedisConfig {
 
 /// A job whose image names `tag`.
 pub fn job(tag: &str) -> NewJob {
-    NewJob { image: Bytes::from(format!("image-{tag}")), timeout: Duration::from_secs(30) }
+    NewJob {
+        image: Bytes::from(format!("image-{tag}")),
+        options: Default::default(),
+        timeout: Duration::from_secs(30),
+    }
 }
 
 /// The bytes of part `name` (distinct per part, so order mistakes show).

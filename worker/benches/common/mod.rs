@@ -35,7 +35,12 @@ pub struct Fixed {
 }
 
 impl Pipeline for Fixed {
-    fn run(&self, _image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+    fn run(
+        &self,
+        _image: &[u8],
+        _options: &img3d_protocol::JobOptions,
+        sink: &mut dyn JobSink,
+    ) -> Result<(), PipelineFailure> {
         for (name, bytes) in
             [PartName::PixelImages, PartName::XyzImages, PartName::Output3d].into_iter().zip(&self.parts)
         {

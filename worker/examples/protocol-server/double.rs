@@ -6,7 +6,9 @@ use std::io::{Cursor, Write};
 use std::time::{Duration, Instant};
 
 use image::{imageops, DynamicImage, ImageFormat, RgbImage};
-use img3d_protocol::{FailureCode, PartName, ProgressStage};
+use img3d_pipeline::mesh::glb::glb_bytes;
+use img3d_pipeline::mesh::TexturedMesh;
+use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage};
 use img3d_worker::{JobSink, Pipeline, PipelineFailure};
 
 /// Width and height of one view, as the real pipeline's.
@@ -111,8 +113,23 @@ pub fn mesh_zip(texture: &RgbImage, min_bytes: usize) -> Vec<u8> {
     zip.finish().expect("zip finish").into_inner()
 }
 
+/// The placeholder cube as binary glTF (the pipeline's GLB writer), textured with `texture`.
+pub fn cube_glb(texture: &RgbImage) -> Vec<u8> {
+    let corners = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)];
+    let cube = TexturedMesh {
+        vertices: corners.iter().map(|&(x, y, z)| [x as f32 - 0.5, y as f32 - 0.5, z as f32 - 0.5]).collect(),
+        faces: [[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]]
+            .iter()
+            .flat_map(|&[a, b, c, d]| [[a, b, c], [a, c, d]])
+            .collect(),
+        uvs: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
+        uv_faces: (0..6).flat_map(|_| [[0, 1, 2], [0, 2, 3]]).collect(),
+    };
+    glb_bytes(&cube, &png(texture)).expect("a GLB of the cube")
+}
+
 impl Pipeline for PlaceholderPipeline {
-    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
         let input = image::load_from_memory(image).map_err(|e| {
             PipelineFailure::new(FailureCode::InvalidImage, format!("cannot decode the image: {e}"))
         })?;
@@ -134,7 +151,11 @@ impl Pipeline for PlaceholderPipeline {
         sink.part(PartName::XyzImages, png(&xyz))?;
 
         self.work(sink, ProgressStage::Export, step)?;
-        sink.part(PartName::Output3d, mesh_zip(&square, self.output_bytes))
+        sink.part(PartName::Output3d, mesh_zip(&square, self.output_bytes))?;
+        if options.wants_glb() {
+            sink.part(PartName::OutputGlb, cube_glb(&square))?;
+        }
+        Ok(())
     }
 
     fn describe(&self) -> String {

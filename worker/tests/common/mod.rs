@@ -207,11 +207,12 @@ pub async fn ready(addr: SocketAddr) -> String {
     }
 }
 
-/// A pipeline that holds each job until released, records each job's input, and notices
-/// cancellation the way a diffusion loop does (between steps).
+/// A pipeline that holds each job until released, records each job's input and options, and
+/// notices cancellation the way a diffusion loop does (between steps).
 #[derive(Default)]
 pub struct Gate {
     pub started: std::sync::Mutex<Vec<Vec<u8>>>,
+    pub options: std::sync::Mutex<Vec<img3d_protocol::JobOptions>>,
     permits: std::sync::atomic::AtomicUsize,
     pub cancelled: std::sync::atomic::AtomicUsize,
 }
@@ -235,10 +236,12 @@ impl Pipeline for Gate {
     fn run(
         &self,
         image: &[u8],
+        options: &img3d_protocol::JobOptions,
         sink: &mut dyn img3d_worker::JobSink,
     ) -> Result<(), img3d_worker::PipelineFailure> {
         use std::sync::atomic::Ordering::SeqCst;
         self.started.lock().unwrap().push(image.to_vec());
+        self.options.lock().unwrap().push(options.clone());
         loop {
             if sink.is_cancelled() {
                 self.cancelled.fetch_add(1, SeqCst);
@@ -249,7 +252,7 @@ impl Pipeline for Gate {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        double::PlaceholderPipeline { delay: Duration::ZERO, output_bytes: 0 }.run(image, sink)
+        double::PlaceholderPipeline { delay: Duration::ZERO, output_bytes: 0 }.run(image, options, sink)
     }
 
     fn describe(&self) -> String {

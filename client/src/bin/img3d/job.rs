@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use img3d_client::save::{self, ExtractLimits};
-use img3d_client::{Client, ClientError, Event, Part, PartName, PARTS};
+use img3d_client::{Client, ClientError, Event, Part, PartName};
 
 use crate::report::Reporter;
 
@@ -19,6 +19,8 @@ pub struct JobSpec<'a> {
     pub dir: PathBuf,
     /// Unpack `output3d.zip` into `dir/output3d/`.
     pub extract: bool,
+    /// The parts the job must deliver (the three, and the GLB when asked for).
+    pub parts: Vec<PartName>,
 }
 
 /// The job failed; the reporter has said why.
@@ -125,7 +127,7 @@ async fn receive(
             None => break,
         }
     }
-    if let Some(missing) = PARTS.into_iter().find(|p| !got.contains(p)) {
+    if let Some(missing) = spec.parts.iter().find(|p| !got.contains(p)) {
         return Err(("incomplete", format!("the server said completed but sent no {missing}"), None));
     }
     Ok(())

@@ -2,8 +2,10 @@
 //!
 //! `img3d generate --server ws://HOST:PORT/generate3d IMAGE... --out DIR` sends each image in
 //! turn over one connection and writes `DIR/<image stem>/{pixel_images.png, xyz_images.png,
-//! output3d.zip}`. Exit status: 0 when every job succeeded, 1 when any failed, 2 for usage
-//! errors.
+//! output3d.zip}` (and `output3d.glb` with `--glb`). Per-job options (`--seed`, `--steps`,
+//! `--guidance`, `--texture`, `--faces`, `--glb`, `--remove-background`) go on the connection's
+//! query and apply to every image of the run. Exit status: 0 when every job succeeded, 1 when
+//! any failed, 2 for usage errors.
 
 mod job;
 mod report;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use img3d_client::{Client, ClientConfig};
+use img3d_protocol::{Format, JobOptions, RemoveBackground};
 
 use crate::report::{Mode, Reporter};
 
@@ -63,6 +66,56 @@ struct GenerateArgs {
     /// Print machine-readable events to stdout, one JSON object per line.
     #[arg(long, env = "IMG3D_JSON", value_parser = BoolishValueParser::new())]
     json: bool,
+    #[command(flatten)]
+    options: OptionArgs,
+}
+
+/// Per-job options (the server's defaults, upstream CRM's, where not given).
+#[derive(Debug, Args)]
+struct OptionArgs {
+    /// Sampling seed, 0..=4294967295 (server default: 1234).
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// DDIM steps, 1..=100 (server default: 50).
+    #[arg(long, value_name = "N")]
+    steps: Option<u32>,
+    /// Classifier-free guidance scale, 1.0..=20.0 (server default: 5.5).
+    #[arg(long, value_name = "SCALE")]
+    guidance: Option<f64>,
+    /// Texture size: 512, 1024 or 2048 (server default: 1024).
+    #[arg(long, value_name = "N")]
+    texture: Option<u32>,
+    /// Decimate the mesh to at most N faces, 500..=1000000 (server default: keep all).
+    #[arg(long, value_name = "N")]
+    faces: Option<u32>,
+    /// Also ask for output3d.glb (binary glTF with the texture embedded), saved beside the zip.
+    #[arg(long)]
+    glb: bool,
+    /// Background removal: auto (upstream's rule), on or off.
+    #[arg(long, value_name = "RULE", value_parser = ["auto", "on", "off"])]
+    remove_background: Option<String>,
+}
+
+impl OptionArgs {
+    /// The job options, checked against the protocol's ranges (a usage error names the flag's
+    /// option and its range).
+    fn job_options(&self) -> Result<JobOptions, img3d_protocol::OptionError> {
+        let options = JobOptions {
+            seed: self.seed,
+            guidance: self.guidance,
+            steps: self.steps,
+            texture: self.texture,
+            faces: self.faces,
+            formats: self.glb.then(|| vec![Format::Zip, Format::Glb]),
+            remove_background: self.remove_background.as_deref().map(|rule| match rule {
+                "on" => RemoveBackground::On,
+                "off" => RemoveBackground::Off,
+                _ => RemoveBackground::Auto,
+            }),
+        };
+        options.validate()?;
+        Ok(options)
+    }
 }
 
 /// Parses `300`, `300s`, `1500ms`, `5m` or `1h`.
@@ -116,6 +169,13 @@ async fn generate(args: GenerateArgs) -> ExitCode {
     config.ping_interval = args.ping_interval;
     // Progress messages only feed the display; a plain (quiet) run keeps the original protocol.
     config.progress_events = mode.wants_progress();
+    config.options = match args.options.job_options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("img3d: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Err(e) = config.request_url() {
         eprintln!("img3d: {e}");
         return ExitCode::from(2);
@@ -124,12 +184,18 @@ async fn generate(args: GenerateArgs) -> ExitCode {
         eprintln!("img3d: cannot create the output directory {}: {e}", args.out.display());
         return ExitCode::FAILURE;
     }
+    let config_parts = config.options.parts();
     let client = Client::new(config);
     let mut reporter = Reporter::new(mode, args.images.len());
     let mut names = job::DirNames::default();
     let mut failed = 0;
     for (i, image) in args.images.iter().enumerate() {
-        let spec = job::JobSpec { image, dir: args.out.join(names.claim(image)), extract: args.extract };
+        let spec = job::JobSpec {
+            image,
+            dir: args.out.join(names.claim(image)),
+            extract: args.extract,
+            parts: config_parts.clone(),
+        };
         reporter.start(i, image);
         if job::run(&client, &spec, &mut reporter).await.is_err() {
             failed += 1;

@@ -10,7 +10,8 @@
 -- The job hash's field gateway_alive names its gateway's heartbeat key (P:gateway:{g}:alive,
 -- not in KEYS: only the hash knows it); the job is abandoned when that key or the job's own
 -- client-alive key is gone.
--- Returns {'ok', attempt, submitted_ms, deadline_ms, now_ms, channel, gateway heartbeat key}
+-- Returns {'ok', attempt, submitted_ms, deadline_ms, now_ms, channel, gateway heartbeat key,
+--         options JSON}
 --      or {'skip', reason}  (the job was dropped from the in-flight list)
 --      or {'gone'}          (not in our in-flight list any more: a reaper took it back)
 
@@ -18,7 +19,7 @@ if not redis.call('LPOS', KEYS[2], ARGV[1]) then
   return {'gone'}
 end
 local st = redis.call('HMGET', KEYS[1], 'state', 'attempt', 'submitted_ms', 'deadline_ms', 'channel',
-  'gateway_alive')
+  'gateway_alive', 'options')
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local skip = nil
@@ -46,4 +47,4 @@ if skip then
 end
 redis.call('HSET', KEYS[1], 'state', 'running', 'worker', ARGV[2])
 redis.call('PUBLISH', st[5], ARGV[1] .. ' started ' .. st[2])
-return {'ok', st[2], st[3], st[4], string.format('%d', now), st[5], st[6]}
+return {'ok', st[2], st[3], st[4], string.format('%d', now), st[5], st[6], st[7] or '{}'}

@@ -15,6 +15,7 @@
 -- ARGV[8] the submitting gateway's heartbeat key, P:gateway:{g}:alive (created if missing,
 --         e.g. after a Redis restart, never extended here: only the gateway's refresher does,
 --         so every job of a dead gateway is abandoned at the same moment)
+-- ARGV[9] the job's options, JSON (`{}`: none; the worker reads them at claim)
 -- Returns {1, now_ms} when queued, {0} when full.
 
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[2]) then
@@ -27,7 +28,7 @@ local deadline = now + tonumber(ARGV[3])
 redis.call('HSET', KEYS[2],
   'state', 'queued', 'attempt', 1, 'parts', 0,
   'submitted_ms', string.format('%d', now), 'deadline_ms', string.format('%d', deadline),
-  'channel', ARGV[4], 'gateway_alive', ARGV[8])
+  'channel', ARGV[4], 'gateway_alive', ARGV[8], 'options', ARGV[9])
 redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]) + tonumber(ARGV[6]))
 redis.call('SET', KEYS[4], '1', 'PX', ARGV[5])
 redis.call('SET', ARGV[8], '1', 'PX', ARGV[5], 'NX')
