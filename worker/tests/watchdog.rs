@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use deadpool_redis::redis::{self, AsyncCommands};
-use img3d_protocol::FailureCode;
+use img3d_protocol::{FailureCode, JobOptions};
 use img3d_queue::memory::MemoryQueue;
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
 use img3d_queue::{JobQueue, NewJob};
@@ -20,7 +20,12 @@ use img3d_worker::{JobSink, Pipeline, PipelineFailure, Watchdog, Wedged, WorkerO
 struct Deaf;
 
 impl Pipeline for Deaf {
-    fn run(&self, _image: &[u8], _sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+    fn run(
+        &self,
+        _image: &[u8],
+        _options: &JobOptions,
+        _sink: &mut dyn JobSink,
+    ) -> Result<(), PipelineFailure> {
         std::thread::sleep(Duration::from_secs(2));
         Ok(())
     }
@@ -37,7 +42,12 @@ struct Broken {
 }
 
 impl Pipeline for Broken {
-    fn run(&self, _image: &[u8], _sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+    fn run(
+        &self,
+        _image: &[u8],
+        _options: &JobOptions,
+        _sink: &mut dyn JobSink,
+    ) -> Result<(), PipelineFailure> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         Err(PipelineFailure::new(FailureCode::Internal, "the GPU fell off the bus"))
     }
@@ -56,7 +66,7 @@ fn options(grace: Duration, max_internal_in_a_row: u32) -> WorkerOptions {
 }
 
 fn job(timeout: Duration) -> NewJob {
-    NewJob { image: Bytes::from_static(b"image"), timeout }
+    NewJob { image: Bytes::from_static(b"image"), timeout, options: JobOptions::default() }
 }
 
 /// Past its deadline plus the grace, a job whose pipeline does not stop is handed back to the
