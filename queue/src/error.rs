@@ -36,7 +36,16 @@ pub enum QueueError {
     /// heartbeat expired); its results must not be published.
     #[error("lease lost: {0}")]
     LeaseLost(String),
-    /// A backend I/O or protocol failure.
+    /// Redis failed a command or a connection (the Redis error is kept, with its kind).
+    #[error("Redis: {0}")]
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    /// The Redis URL does not parse.
+    #[error("bad Redis URL: {0}")]
+    BadUrl(#[source] deadpool_redis::redis::RedisError),
+    /// No pooled Redis connection could be had (pool exhausted, connect timeout).
+    #[error("Redis connection: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// The backend broke its own protocol (an unexpected reply, a part out of order).
     #[error("queue backend: {0}")]
     Backend(String),
 }

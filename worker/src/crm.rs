@@ -21,7 +21,9 @@ use img3d_pipeline::{tiny, DeviceSpec, PipelineError};
 use img3d_protocol::{FailureCode, PartName, ProgressStage};
 
 use crate::model_source::{self, ModelSource};
-use crate::{JobSink, PipelineFailure};
+use img3d_queue::Failure;
+
+use crate::JobSink;
 
 /// Which model bundle to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +97,7 @@ pub fn load(
     model: &ModelSpec,
     source: &ModelSource,
     device: DeviceSpec,
-) -> anyhow::Result<Arc<dyn crate::Pipeline>> {
+) -> anyhow::Result<Arc<dyn crate::JobRunner>> {
     load_from(&tiny::default_cache_dir(), model, source, device)
 }
 
@@ -104,7 +106,7 @@ pub fn load_in(
     cache: &Path,
     model: &ModelSpec,
     device: DeviceSpec,
-) -> anyhow::Result<Arc<dyn crate::Pipeline>> {
+) -> anyhow::Result<Arc<dyn crate::JobRunner>> {
     load_from(cache, model, &ModelSource::default(), device)
 }
 
@@ -114,7 +116,7 @@ pub fn load_from(
     model: &ModelSpec,
     source: &ModelSource,
     device: DeviceSpec,
-) -> anyhow::Result<Arc<dyn crate::Pipeline>> {
+) -> anyhow::Result<Arc<dyn crate::JobRunner>> {
     let dir = bundle_dir(cache, model, source)?;
     let inner = img3d_pipeline::Pipeline::load(&dir, device)
         .with_context(|| format!("loading model {model} from {} on device {device}", dir.display()))?;
@@ -133,13 +135,13 @@ impl CrmPipeline {
     }
 }
 
-impl crate::Pipeline for CrmPipeline {
-    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+impl crate::JobRunner for CrmPipeline {
+    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), Failure> {
         // The pipeline asks "cancelled?" and reports events through two callbacks; both reach
         // the one sink, never at the same time (it checks cancel between events).
         let sink = RefCell::new(sink);
         // Why the sink refused a part (cancelled, lease lost): the job's real outcome.
-        let mut refused: Option<PipelineFailure> = None;
+        let mut refused: Option<Failure> = None;
         let cancelled = || sink.borrow().is_cancelled();
         let mut on_event = |event: Event| -> Result<(), PipelineError> {
             let mut sink = sink.borrow_mut();
@@ -169,17 +171,14 @@ impl crate::Pipeline for CrmPipeline {
 
 /// The protocol failure for a pipeline error. Only messages meant for clients pass through;
 /// internal details go to the log.
-pub fn failure_of(error: PipelineError) -> PipelineFailure {
+pub fn failure_of(error: PipelineError) -> Failure {
     match error {
-        PipelineError::InvalidImage(message) => PipelineFailure::new(FailureCode::InvalidImage, message),
-        PipelineError::Unavailable(message) => PipelineFailure::new(FailureCode::Unavailable, message),
-        PipelineError::Cancelled => PipelineFailure::cancelled(),
+        PipelineError::InvalidImage(message) => Failure::new(FailureCode::InvalidImage, message),
+        PipelineError::Unavailable(message) => Failure::new(FailureCode::Unavailable, message),
+        PipelineError::Cancelled => Failure::cancelled(),
         other => {
             tracing::error!(error = %other, "the pipeline failed");
-            PipelineFailure::new(
-                FailureCode::Internal,
-                "the pipeline failed; the details are in the worker log",
-            )
+            Failure::new(FailureCode::Internal, "the pipeline failed; the details are in the worker log")
         }
     }
 }

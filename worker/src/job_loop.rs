@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::sink::{BridgeSink, SinkMsg};
-use crate::{Pipeline, PipelineFailure};
+use crate::JobRunner;
 
 /// Tuning of the worker loop.
 #[derive(Debug, Clone)]
@@ -35,14 +35,14 @@ impl Default for WorkerOptions {
 
 /// Runs jobs from `queue` through `pipeline`, one at a time, until `shutdown` drains (or the
 /// queue closes). A job running when the drain deadline passes is requeued.
-pub async fn run(queue: Arc<dyn WorkQueue>, pipeline: Arc<dyn Pipeline>, shutdown: Shutdown) {
+pub async fn run(queue: Arc<dyn WorkQueue>, pipeline: Arc<dyn JobRunner>, shutdown: Shutdown) {
     run_with(queue, pipeline, shutdown, WorkerOptions::default()).await
 }
 
 /// [`run`] with explicit options.
 pub async fn run_with(
     queue: Arc<dyn WorkQueue>,
-    pipeline: Arc<dyn Pipeline>,
+    pipeline: Arc<dyn JobRunner>,
     shutdown: Shutdown,
     options: WorkerOptions,
 ) {
@@ -67,7 +67,7 @@ pub async fn run_with(
 /// How a job's run ended.
 enum Outcome {
     /// The pipeline returned.
-    Returned(Result<(), PipelineFailure>),
+    Returned(Result<(), Failure>),
     /// The pipeline panicked.
     Panicked(String),
     /// The drain deadline passed first.
@@ -76,7 +76,7 @@ enum Outcome {
 
 async fn run_job(
     lease: Box<dyn Lease>,
-    pipeline: &Arc<dyn Pipeline>,
+    pipeline: &Arc<dyn JobRunner>,
     shutdown: &Shutdown,
     options: &WorkerOptions,
 ) {
@@ -198,9 +198,7 @@ async fn finish(
                 }
             };
         }
-        Outcome::Returned(Ok(())) if cancelled => {
-            Failure::new(FailureCode::Cancelled, "the job was cancelled")
-        }
+        Outcome::Returned(Ok(())) if cancelled => Failure::cancelled(),
         Outcome::Returned(Ok(())) => {
             tracing::error!(published, "the pipeline returned without producing all three parts");
             Failure::new(
@@ -208,7 +206,7 @@ async fn finish(
                 "internal error: the job ended without all result parts; retry",
             )
         }
-        Outcome::Returned(Err(f)) => Failure::new(f.code, f.message),
+        Outcome::Returned(Err(failure)) => failure,
         Outcome::Panicked(message) => {
             tracing::error!(panic = %message, "the pipeline panicked; the worker goes on");
             Failure::new(

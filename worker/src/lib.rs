@@ -7,11 +7,11 @@ pub mod crm;
 mod job_loop;
 pub mod model_source;
 mod once;
-pub mod pipeline;
+pub mod runner;
 mod sink;
 pub mod standalone;
 
 pub use crm::ModelSpec;
 pub use job_loop::{run, run_with, WorkerOptions};
 pub use once::run_once;
-pub use pipeline::{JobSink, Pipeline, PipelineFailure};
+pub use runner::{JobRunner, JobSink};

@@ -92,7 +92,7 @@ impl RedisConfig {
         RedisConfig {
             url: url.into(),
             prefix: prefix.into(),
-            max_queue_len: 100,
+            max_queue_len: crate::DEFAULT_MAX_QUEUE,
             heartbeat_ttl: Duration::from_secs(10),
             client_ttl: Duration::from_secs(10),
             max_attempts: 3,
@@ -131,8 +131,7 @@ impl Shared {
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.command_timeout))
             .set_connection_timeout(Some(cfg.connect_timeout));
-        let manager = Manager::new_with_config(cfg.url.as_str(), conn_cfg)
-            .map_err(|e| QueueError::Backend(format!("bad Redis URL: {e}")))?;
+        let manager = Manager::new_with_config(cfg.url.as_str(), conn_cfg).map_err(QueueError::BadUrl)?;
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(Runtime::Tokio1)
@@ -152,13 +151,13 @@ impl Shared {
 
     /// A pooled command connection.
     pub async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
-        self.pool.get().await.map_err(|e| QueueError::Backend(format!("Redis connection: {e}")))
+        Ok(self.pool.get().await?)
     }
 }
 
-/// Maps a Redis error into the queue's error type.
-pub(crate) fn backend(e: impl std::fmt::Display) -> QueueError {
-    QueueError::Backend(e.to_string())
+/// Maps a Redis error into the queue's error type, keeping it.
+pub(crate) fn backend(e: redis::RedisError) -> QueueError {
+    QueueError::Redis(e)
 }
 
 /// A process id unique per boot: host, pid and a random part (a restarted worker with the

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use image::{imageops, DynamicImage, ImageFormat, RgbImage};
 use img3d_protocol::{FailureCode, PartName, ProgressStage};
-use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+use img3d_queue::Failure;
+use img3d_worker::{JobRunner, JobSink};
 
 /// Width and height of one view, as the real pipeline's.
 const VIEW: u32 = 256;
@@ -25,20 +26,20 @@ pub struct PlaceholderPipeline {
 
 impl PlaceholderPipeline {
     /// Waits `d`, checking for cancellation every 10 ms like a diffusion loop between steps.
-    fn work(&self, sink: &mut dyn JobSink, stage: ProgressStage, d: Duration) -> Result<(), PipelineFailure> {
+    fn work(&self, sink: &mut dyn JobSink, stage: ProgressStage, d: Duration) -> Result<(), Failure> {
         let start = Instant::now();
         let total = 10;
         for step in 0..total {
             sink.progress(stage, step, total);
             while start.elapsed() < d * (step + 1) / total {
                 if sink.is_cancelled() {
-                    return Err(PipelineFailure::cancelled());
+                    return Err(Failure::cancelled());
                 }
                 std::thread::sleep(Duration::from_millis(10).min(d / total + Duration::from_millis(1)));
             }
         }
         if sink.is_cancelled() {
-            return Err(PipelineFailure::cancelled());
+            return Err(Failure::cancelled());
         }
         Ok(())
     }
@@ -111,11 +112,10 @@ pub fn mesh_zip(texture: &RgbImage, min_bytes: usize) -> Vec<u8> {
     zip.finish().expect("zip finish").into_inner()
 }
 
-impl Pipeline for PlaceholderPipeline {
-    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
-        let input = image::load_from_memory(image).map_err(|e| {
-            PipelineFailure::new(FailureCode::InvalidImage, format!("cannot decode the image: {e}"))
-        })?;
+impl JobRunner for PlaceholderPipeline {
+    fn run(&self, image: &[u8], sink: &mut dyn JobSink) -> Result<(), Failure> {
+        let input = image::load_from_memory(image)
+            .map_err(|e| Failure::new(FailureCode::InvalidImage, format!("cannot decode the image: {e}")))?;
         let square = DynamicImage::ImageRgb8(input.to_rgb8())
             .resize_exact(VIEW, VIEW, imageops::FilterType::Triangle)
             .to_rgb8();
