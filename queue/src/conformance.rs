@@ -1,6 +1,6 @@
 //! The queue contract as executable tests, run against every backend.
 //!
-//! A backend's test file provides a [`Factory`] and expands [`conformance_tests!`]:
+//! A backend's test file provides a [`Factory`] and expands [`crate::conformance_tests!`]:
 //!
 //! ```ignore
 //! img3d_queue::conformance_tests!(my_backend_tests, MyFactory::new());
@@ -96,11 +96,11 @@ pub async fn fifo_order(f: &dyn Factory) {
     for i in 0..3 {
         handles.push(b.jobs.submit(job(&i.to_string())).await.unwrap());
     }
-    for i in 0..3 {
+    for (i, handle) in handles.iter().enumerate() {
         let lease = pop(&*b.work).await;
         assert_eq!(lease.job().image, Bytes::from(format!("image-{i}")));
         assert_eq!(lease.job().attempt, 1);
-        assert_eq!(lease.job().id, handles[i].id());
+        assert_eq!(lease.job().id, handle.id());
         lease.fail(Failure::new(FailureCode::Internal, "test")).await.unwrap();
     }
 }

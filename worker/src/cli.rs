@@ -128,7 +128,7 @@ pub struct ModelArgs {
 /// `img3d-worker --redis URL --model M`: takes jobs from Redis.
 #[derive(Debug, Clone, Args)]
 pub struct QueueWorkerArgs {
-    /// Redis URL of the job queue shared with the gateways: redis://[:PASSWORD@]HOST:PORT[/DB],
+    /// Redis URL of the job queue shared with the gateways: `redis://[:PASSWORD@]HOST:PORT[/DB]`,
     /// or rediss:// for TLS.
     #[arg(long, env = "IMG3D_REDIS")]
     pub redis: Option<String>,

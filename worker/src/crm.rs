@@ -1,5 +1,5 @@
 //! Loading the CRM pipeline for the worker (`--model tiny|crm|DIR`, `--device`), and the
-//! adapter from [`img3d_pipeline::Pipeline`] to the worker's own [`crate::Pipeline`] trait.
+//! adapter from [`img3d_pipeline::Pipeline`] to the worker's own [`crate::JobRunner`] trait.
 //!
 //! Where bundles live: `<cache>/bundles/...`, `<cache>` being `$IMG3D_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/img3d`, else `~/.cache/img3d` ([`img3d_pipeline::tiny::default_cache_dir`]).
@@ -123,7 +123,7 @@ pub fn load_from(
     Ok(Arc::new(CrmPipeline { inner }))
 }
 
-/// [`img3d_pipeline::Pipeline`] as the worker's [`crate::Pipeline`].
+/// [`img3d_pipeline::Pipeline`] as the worker's [`crate::JobRunner`].
 pub struct CrmPipeline {
     inner: img3d_pipeline::Pipeline,
 }

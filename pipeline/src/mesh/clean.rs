@@ -12,7 +12,7 @@
 //!    faces left with a repeated vertex.
 //! 3. `meshing_remove_duplicate_faces`: faces with the same vertex *set*, sorted with
 //!    libstdc++'s `std::sort` by that set; each face equal to its successor is deleted, so the
-//!    survivor (and its winding) is whatever that unstable sort puts last ([`super::stdsort`]).
+//!    survivor (and its winding) is whatever that unstable sort puts last (`super::stdsort`).
 //! 4. `meshing_remove_null_faces`: faces whose doubled area `|(p1-p0) x (p2-p0)|` is `<= 0`.
 //!
 //! kiui then compacts: vertices deleted in step 2 disappear, but vertices left unreferenced by
@@ -103,7 +103,7 @@ fn merge_radius(pos: &[[f64; 3]]) -> f64 {
 /// vcglib `Clean::ClusterVertex`: in index order, each unvisited vertex absorbs (moves onto
 /// itself) every unvisited vertex inside its open box of half-size `radius` and closer than it.
 fn cluster_vertices(pos: &mut [[f64; 3]], radius: f64) {
-    if !(radius > 0.0) {
+    if radius.is_nan() || radius <= 0.0 {
         return;
     }
     // Hash grid with cells a bit larger than `radius` (margin for rounding in the division):

@@ -8,10 +8,10 @@
 //!   (worker id + attempt, checked inside the script that publishes), so a worker that was
 //!   only paused cannot deliver a result twice.
 //! - **Claim-check.** Image and parts live under their own keys with a TTL; pub/sub carries
-//!   only small notices ([`notice`]) to one channel per gateway process, read by one
-//!   dedicated connection ([`subscriber`]) and fanned out to the jobs in-process.
+//!   only small notices (`notice`) to one channel per gateway process, read by one
+//!   dedicated connection (`subscriber`) and fanned out to the jobs in-process.
 //! - **Ordered, exactly-once parts.** Parts carry their protocol position; a per-job pump in
-//!   the gateway ([`pump`]) forwards strictly in order, drops a retry's duplicates, and
+//!   the gateway (`pump`) forwards strictly in order, drops a retry's duplicates, and
 //!   re-reads the job's stored state after a pub/sub reconnect (and periodically), so a missed
 //!   notice delays a part, never loses it.
 //! - **Nobody waits, no GPU spent.** Each job has a "client alive" key refreshed by its
