@@ -8,6 +8,7 @@
 
 mod config;
 mod error;
+pub mod page;
 mod server;
 mod session;
 pub mod validate;

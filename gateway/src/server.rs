@@ -73,12 +73,14 @@ impl Gateway {
     }
 }
 
-/// The HTTP application: `/generate3d`, `/healthz`, `/readyz`, `/metrics`.
+/// The HTTP application: `/generate3d`, `/healthz`, `/readyz`, `/metrics`, and the web page
+/// (`/`, `/assets/...`).
 pub fn app(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route(ENDPOINT_PATH, get(ws_handler))
         .with_state(gateway.clone())
         .merge(ops_router(gateway.ops.clone()))
+        .merge(crate::page::router())
 }
 
 /// Serves `gateway` on `listener` until the shutdown: on drain, new WebSocket upgrades get

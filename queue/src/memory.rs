@@ -271,7 +271,7 @@ impl MemoryLease {
     }
 
     fn gone() -> QueueError {
-        QueueError::LeaseLost("the job was cancelled: nobody waits for its result".to_owned())
+        QueueError::Cancelled("nobody waits for its result".to_owned())
     }
 }
 

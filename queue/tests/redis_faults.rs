@@ -7,88 +7,18 @@
 #[path = "common/redis_server.rs"]
 mod redis_server;
 
+#[path = "common/jobs.rs"]
+mod jobs;
+
 use std::collections::HashSet;
-use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
 use deadpool_redis::redis::{self, AsyncCommands};
-use img3d_protocol::{FailureCode, PartName, PARTS};
-use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
-use img3d_queue::{JobEvent, JobHandle, JobQueue, Lease, NewJob, QueueError, WorkQueue};
+use img3d_protocol::{FailureCode, PartName};
+use img3d_queue::redis::{RedisJobQueue, RedisWorkQueue};
+use img3d_queue::{JobQueue, QueueError, WorkQueue};
+use jobs::*;
 use redis_server::RedisServer;
-
-const LIMIT: Duration = Duration::from_secs(10);
-
-async fn bounded<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(LIMIT, fut).await.unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-fn shared_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Settings with timings short enough for tests: a worker is dead 400 ms after its last beat.
-fn fast(url: String) -> RedisConfig {
-    let mut cfg = RedisConfig::new(url, format!("img3d-test:{}", uuid::Uuid::new_v4().simple()));
-    cfg.heartbeat_ttl = Duration::from_millis(400);
-    cfg.client_ttl = Duration::from_millis(600);
-    cfg.reap_interval = Duration::from_millis(100);
-    cfg.cancel_poll = Duration::from_millis(50);
-    cfg.resync_interval = Duration::from_millis(500);
-    cfg.command_timeout = Duration::from_secs(3);
-    cfg
-}
-
-fn job(tag: &str) -> NewJob {
-    NewJob { image: Bytes::from(format!("image-{tag}")), timeout: Duration::from_secs(30) }
-}
-
-fn part(name: PartName) -> Bytes {
-    Bytes::from(format!("bytes of {name}").repeat(100))
-}
-
-async fn pop(work: &RedisWorkQueue) -> Box<dyn Lease> {
-    bounded("a job", work.next(LIMIT)).await.expect("next").expect("no job came")
-}
-
-async fn publish_all(lease: &dyn Lease) {
-    for name in PARTS {
-        lease.publish_part(name, part(name)).await.expect("publish");
-    }
-}
-
-/// Reads the whole event stream: Started, the three parts exactly once and in order, Completed.
-async fn expect_complete(handle: &mut JobHandle) {
-    let mut events = Vec::new();
-    while let Some(e) = bounded("an event", handle.next_event()).await {
-        events.push(e);
-    }
-    let parts: Vec<_> = events
-        .iter()
-        .filter_map(|e| match e {
-            JobEvent::Part(p) => Some(p.clone()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(events.first(), Some(&JobEvent::Started), "events: {events:?}");
-    assert_eq!(events.last(), Some(&JobEvent::Completed), "events: {events:?}");
-    assert_eq!(parts.len(), 3, "each part exactly once");
-    for (p, name) in parts.iter().zip(PARTS) {
-        assert_eq!(p.name, name);
-        assert_eq!(p.bytes, part(name));
-    }
-}
-
-async fn expect_failed(handle: &mut JobHandle) -> img3d_queue::Failure {
-    loop {
-        match bounded("a failure", handle.next_event()).await {
-            Some(JobEvent::Failed(f)) => return f,
-            Some(JobEvent::Completed) | None => panic!("expected a failure"),
-            Some(_) => {}
-        }
-    }
-}
 
 /// A worker that stops beating (paused past its TTL) loses its job to another worker: the job
 /// re-runs as attempt 2, the paused worker's token fires, its late publishes are refused, and
@@ -162,8 +92,7 @@ async fn concurrent_reapers_requeue_each_job_once() {
     let requeued: u64 = reports.iter().map(|r| r.as_ref().unwrap().requeued).sum();
     let dead: u64 = reports.iter().map(|r| r.as_ref().unwrap().dead_workers).sum();
     assert_eq!((requeued, dead), (6, 1), "{reports:?}");
-    let mut conn =
-        redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = admin(&cfg).await;
     let pending: Vec<String> = conn.lrange(format!("{}:pending", cfg.prefix), 0, -1).await.unwrap();
     assert_eq!(pending.iter().collect::<HashSet<_>>().len(), 6, "pending: {pending:?}");
     assert_eq!(pending.len(), 6);
@@ -205,8 +134,7 @@ async fn jobs_of_a_dead_gateway_are_abandoned_together() {
     let heartbeat = format!("{}:gateway:{}:alive", cfg.prefix, gateway.gateway_id());
     std::mem::forget((running, queued));
     drop(gateway);
-    let mut conn =
-        redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = admin(&cfg).await;
     let deleted: i64 = conn.del(&heartbeat).await.unwrap();
     assert_eq!(deleted, 1, "no heartbeat key {heartbeat}");
     bounded("the running job's token", lease.cancel_token().cancelled()).await;
@@ -225,8 +153,7 @@ async fn notices_missed_during_pubsub_outage_are_recovered() {
     let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
     let mut handle = gateway.submit(job("x")).await.unwrap();
     let lease = pop(&worker).await;
-    let mut admin =
-        redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut admin = admin(&cfg).await;
     // Cut the subscription and keep it from coming back while the worker finishes.
     let () =
         redis::cmd("ACL").arg(&["SETUSER", "default", "-subscribe"]).query_async(&mut admin).await.unwrap();
@@ -245,7 +172,8 @@ async fn notices_missed_during_pubsub_outage_are_recovered() {
     expect_complete(&mut handle).await;
 }
 
-/// A Redis restart (all state lost) fails the jobs in flight promptly, cancels their workers,
+/// A Redis restart (all state lost) fails the jobs in flight promptly with the retryable
+/// `unavailable`, cancels their workers,
 /// and new jobs then succeed with the same gateway and worker objects (pool and pub/sub
 /// reconnect).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,7 +186,7 @@ async fn redis_restart_fails_in_flight_jobs_then_recovers() {
     let lease = pop(&worker).await;
     server.restart();
     let failure = expect_failed(&mut handle).await;
-    assert_eq!(failure.code, FailureCode::Internal, "{failure:?}");
+    assert_eq!(failure.code, FailureCode::Unavailable, "Redis trouble is retryable: {failure:?}");
     bounded("the lost lease's token", lease.cancel_token().cancelled()).await;
     assert!(lease.publish_part(PartName::PixelImages, part(PartName::PixelImages)).await.is_err());
 

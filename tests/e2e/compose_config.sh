@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Validates the deployment files without a Docker engine (none runs in CI; nothing is built or
 # started here): docker-compose.yml through `docker-compose config` for each profile and with
-# deploy/gpu-workers.sh's override, then checks the properties the deployment relies on in the
-# resolved configuration (Redis never evicts, gateways scaled out, one distinct GPU per worker,
+# deploy/gpu-workers.sh's override, docker-compose.worker.yml (GPU hosts on a shared Redis)
+# alone and with the override, then checks the properties the deployment relies on in the
+# resolved configuration (Redis never evicts and keeps an AOF on a volume, gateways scaled out, one distinct GPU per worker,
 # nginx running deploy/nginx.conf), the Dockerfiles' runtime stages (non-root, healthchecks)
 # and the healthcheck script against a real HTTP server.
 set -euo pipefail
@@ -40,6 +41,16 @@ IMG3D_GPU=1 compose_with gpus13 >"$work/gpu13.yml"
 compose_with gpus1 >/dev/null
 if deploy/gpu-workers.sh 0 >/dev/null 2>&1; then fail "gpu-workers.sh accepted 0 GPUs"; fi
 
+echo "-- docker-compose.worker.yml: GPU workers on a shared Redis (TLS, password)"
+remote_env=(IMG3D_REDIS='rediss://:secret@redis.example.internal:6379' IMG3D_REDIS_CA=/etc/ssl/certs/ca-certificates.crt)
+if env -u IMG3D_REDIS IMG3D_REDIS_CA=/x docker-compose -f docker-compose.worker.yml --profile gpu config -q 2>/dev/null; then
+  fail "docker-compose.worker.yml accepted no IMG3D_REDIS"
+fi
+env "${remote_env[@]}" docker-compose -f docker-compose.worker.yml --profile gpu config >"$work/remote.yml"
+cp docker-compose.worker.yml "$work/docker-compose.worker.yml"
+deploy/gpu-workers.sh --file docker-compose.worker.yml 3 >"$work/remote3.override.yml"
+env "${remote_env[@]}" docker-compose -f "$work/docker-compose.worker.yml" -f "$work/remote3.override.yml" --profile gpu config >"$work/remote3.yml"
+
 echo "-- properties of the resolved configuration"
 # Debian's Python: it has PyYAML (docker-compose depends on it); env.sh's venv may come first
 # on PATH.
@@ -67,6 +78,10 @@ redis = " ".join(gpu["redis"]["command"])
 check("--maxmemory-policy noeviction" in redis, f"redis must never evict queue keys: {redis}")
 check("--maxmemory " in redis, "redis has no maxmemory")
 check(gpu["redis"].get("deploy", {}).get("resources", {}).get("limits", {}).get("memory"), "redis has no memory limit")
+# The queue survives a Redis restart: AOF fsynced every second, in a named volume at its --dir.
+check("--appendonly yes" in redis and "--appendfsync everysec" in redis, f"redis without AOF (everysec): {redis}")
+check("--dir /data" in redis, f"redis does not keep its AOF in /data: {redis}")
+check(any(str(v).startswith("redis-data:/data") for v in gpu["redis"].get("volumes", [])), "redis /data is not the redis-data volume")
 check(int(gpu["gateway"]["deploy"]["replicas"]) >= 2, "fewer than 2 gateways")
 check("IMG3D_REDIS" in gpu["gateway"]["environment"], "gateway without IMG3D_REDIS")
 lb = gpu["lb"]
@@ -89,6 +104,23 @@ for name, services in [("gpu", gpu), ("gpu4", load("gpu4")), ("gpu13", load("gpu
     print(f"   {name}: workers {sorted(ids.items())}")
 check(sorted(g for v in map(gpus, workers(load("gpu4")).values()) for g in v) == ["0", "1", "2", "3"], "gpu4: not GPUs 0-3")
 check(sorted(g for v in map(gpus, workers(load("gpu13")).values()) for g in v) == ["1", "3"], "gpu13: not GPUs 1 and 3")
+
+# Worker-only hosts: the same worker as the main file's, on the shared Redis given, TLS with
+# the CA mounted where SSL_CERT_FILE points, one distinct GPU each.
+main_worker = gpu["worker"]
+for name in ["remote", "remote3"]:
+    ws = workers(load(name))
+    ids = sorted(g for s in ws.values() for g in gpus(s))
+    check(ids == (["0"] if name == "remote" else ["0", "1", "2"]), f"{name}: GPUs {ids}")
+    for n, s in ws.items():
+        env = s["environment"]
+        check(env["IMG3D_REDIS"].startswith("rediss://:secret@"), f"{name}/{n}: not the shared Redis over TLS with its password")
+        check(any(str(v).endswith(":" + env["SSL_CERT_FILE"] + ":ro") for v in s["volumes"]), f"{name}/{n}: the Redis CA is not mounted at SSL_CERT_FILE")
+        for key in ["IMG3D_DRAIN_DEADLINE", "IMG3D_MODEL", "IMG3D_DEVICE", "IMG3D_PREFIX"]:
+            check(env.get(key) == main_worker["environment"][key], f"{name}/{n}: {key} differs from docker-compose.yml's worker")
+        check(s["stop_grace_period"] == main_worker["stop_grace_period"], f"{name}/{n}: another stop grace period")
+        check(any(v.endswith(":/models/crm:ro") for v in s["volumes"]), f"{name}/{n}: bundle not mounted read-only")
+    print(f"   {name}: workers {sorted((n, gpus(s)) for n, s in ws.items())}")
 
 cpu = load("cpu")
 check("worker-cpu" in cpu and not gpus(cpu["worker-cpu"]), "cpu profile: no GPU-free worker")

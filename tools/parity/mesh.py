@@ -1,11 +1,15 @@
 """Parity fixtures for the mesh half of generate3d (pipeline/src/mesh/).
 
-Usage (parity Python, which has kiui, pymeshlab, xatlas, trimesh, opencv):
-    python tools/parity/mesh.py /path/to/CRM            # thu-ml/CRM at 4964e36
+Usage (the parity Python of tools/parity/requirements-mesh.txt: kiui 0.2.4 as of CRM's time,
+pymeshlab 2023.12.post1, xatlas, trimesh, opencv):
+    python tools/parity/mesh.py /path/to/CRM            # every fixture below
+    python tools/parity/mesh.py /path/to/CRM clean      # only mesh_clean.io.safetensors
 
 Writes into pipeline/tests/data/:
   mesh_clean.io.safetensors   raw meshes and kiui.mesh_utils.clean_mesh(repair=False,
-                              remesh=False) of each, exactly as upstream's inference.py calls it
+                              remesh=False) of each, exactly as upstream's inference.py calls it,
+                              with kiui 0.2.4's defaults (pieces under 64 faces or under 20% of
+                              the bounding-box diagonal removed); cases 4-5 have floaters
   mesh_obj.io.safetensors     a small textured mesh and the OBJ/MTL bytes of upstream's writer
                               (CRM.export_mesh_wt_uv, ported below line for line)
   mesh_raster.io.safetensors  UV triangles (xatlas atlas at 192x160, rule edge cases at 40x24) and
@@ -18,7 +22,6 @@ Writes into pipeline/tests/data/:
 
 import os
 import sys
-import typing
 
 import numpy as np
 import torch
@@ -28,15 +31,11 @@ from common import add_upstream, save_io  # noqa: E402
 
 
 def import_clean_mesh():
-    # kiui 0.3.5 ships an empty kiui/typing.py while kiui/op.py star-imports Union, Tensor,
-    # ndarray from it: fill it in before kiui.mesh_utils is imported.
-    import kiui.typing as kt
+    from importlib.metadata import version
 
-    for k in dir(typing):
-        if not k.startswith("_"):
-            setattr(kt, k, getattr(typing, k))
-    kt.Tensor = torch.Tensor
-    kt.ndarray = np.ndarray
+    # Upstream's cleaning is kiui's of early 2024: 0.2.x (x <= 10) removes small pieces by
+    # default, later releases do not (see tools/parity/requirements-mesh.txt).
+    assert version("kiui") == "0.2.4", f"kiui {version('kiui')}: install requirements-mesh.txt"
     from kiui.mesh_utils import clean_mesh
 
     return clean_mesh
@@ -45,7 +44,7 @@ def import_clean_mesh():
 def upstream_clean(clean_mesh, v, f):
     # inference.py: clean_mesh(verts float32, faces int32, repair=False, remesh=False, remesh_size=0.005)
     cv, cf = clean_mesh(v.astype(np.float32), f.astype(np.int32), repair=False, remesh=False,
-                        remesh_size=0.005, verbose=False)
+                        remesh_size=0.005)
     return cv, cf
 
 
@@ -78,6 +77,86 @@ def perturbed_sphere(seed):
     return v.astype(np.float32), f.astype(np.int64)
 
 
+def strip(n_faces, start, step, width):
+    """A flat strip of `n_faces` triangles (one edge-connected piece) from `start` along `step`."""
+    n_quads = (n_faces + 1) // 2
+    start, step, width = (np.asarray(x, np.float64) for x in (start, step, width))
+    v = [start + step * i + width * j for i in range(n_quads + 1) for j in (0, 1)]
+    f = []
+    for i in range(n_quads):
+        a, b, c, d = 2 * i, 2 * i + 1, 2 * i + 2, 2 * i + 3
+        f.extend([[a, c, b], [b, c, d]])
+    return np.array(v), np.array(f[:n_faces])
+
+
+def floaters(seed):
+    """A noisy sphere with pieces on both sides of each of kiui 0.2.4's thresholds (fewer than 64
+    faces; bounding-box diagonal under 20% of the mesh's), pieces that only touch the sphere at a
+    vertex (separate) or along a non-manifold edge (joined), a flap welded on by the merge, and a
+    zero-area face whose vertices end up unreferenced."""
+    import trimesh
+
+    rng = np.random.default_rng(seed)
+    parts = []
+
+    def add(v, f):
+        base = sum(len(p[0]) for p in parts)
+        parts.append((np.asarray(v, np.float64), np.asarray(f) + base))
+        return base
+
+    s = trimesh.creation.icosphere(subdivisions=3)
+    sphere_v = np.asarray(s.vertices) * 0.6 + rng.normal(size=(len(s.vertices), 3)) * 0.01
+    add(sphere_v, s.faces)
+    ico = lambda k, r, c: (np.asarray(trimesh.creation.icosphere(subdivisions=k).vertices) * r + c,  # noqa: E731
+                           np.asarray(trimesh.creation.icosphere(subdivisions=k).faces))
+    add(*ico(0, 0.02, [0.9, 0.0, 0.0]))        # 20 faces, tiny: removed
+    add(*ico(2, 0.05, [0.0, 0.9, 0.0]))        # 320 faces, small: removed by diameter
+    add(*ico(2, 0.3, [0.0, 0.0, -1.0]))        # 320 faces, large: kept
+    add(*strip(30, [-1, -1, 0.8], [0.06, 0, 0], [0, 0.02, 0]))   # long, 30 faces: removed by count
+    add(*strip(63, [-1, -0.8, 0.8], [0.03, 0, 0], [0, 0.02, 0]))  # long, 63 faces: removed
+    add(*strip(64, [-1, -0.6, 0.8], [0.03, 0, 0], [0, 0.02, 0]))  # long, 64 faces: kept
+    # A fan of 4 faces on sphere vertex 0 only (vertex contact is no connection): removed.
+    p0 = sphere_v[0]
+    fan = [p0 + [0.03, 0, 0], p0 + [0, 0.03, 0], p0 + [-0.03, 0, 0], p0 + [0, -0.03, 0]]
+    base = add(fan, [[0, 1, 0], [0, 1, 0], [0, 1, 0], [0, 1, 0]])  # placeholders, fixed below
+    parts[-1] = (parts[-1][0], np.array([[0, base + 0, base + 1], [0, base + 1, base + 2],
+                                         [0, base + 2, base + 3], [0, base + 3, base + 0]]))
+    # A fin on a sphere edge (a third face on that edge, non-manifold): part of the sphere, kept.
+    e0, e1 = s.faces[5][0], s.faces[5][1]
+    base = add([(sphere_v[e0] + sphere_v[e1]) / 2 * 1.2], [[0, 0, 0]])
+    parts[-1] = (parts[-1][0], np.array([[e0, e1, base]]))
+    # A flap whose two base vertices lie within the weld radius of a sphere edge: welded on, kept.
+    e0, e1 = s.faces[40][0], s.faces[40][1]
+    flap = [sphere_v[e0] + 3e-5, sphere_v[e1] - 3e-5, (sphere_v[e0] + sphere_v[e1]) / 2 * 1.15]
+    add(flap, [[0, 1, 2]])
+    # A collinear face on its own vertices: dropped, and its vertices with it.
+    add([[0.1, 0.2, 0.3], [0.3, 0.2, 0.3], [0.2, 0.2, 0.3]], [[0, 1, 2]])
+    v = np.concatenate([p[0] for p in parts])
+    f = np.concatenate([p[1] for p in parts])
+    f = f[rng.permutation(len(f))]
+    return v.astype(np.float32), f.astype(np.int64)
+
+
+def flexicubes_floaters(res, seed):
+    """FlexiCubes on a bumpy sphere plus small and mid-sized balls around it, as random weights
+    produce: the floaters FlexiCubes itself makes, with its own triangulation."""
+    from util.flexicubes import FlexiCubes
+
+    fc = FlexiCubes(device="cpu")
+    x, cubes = fc.construct_voxel_grid(res)
+    x = x * 2
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randn(6, 3, generator=g) * 3
+    ph = torch.rand(6, generator=g) * 6.28
+    sdf = x.norm(dim=-1) - 0.5 + sum(0.04 * torch.sin(x @ k[i] + ph[i]) for i in range(6))
+    centres = torch.rand(10, 3, generator=g) * 1.6 - 0.8
+    radii = torch.rand(10, generator=g) * 0.15 + 0.05
+    for c, r in zip(centres, radii):
+        sdf = torch.minimum(sdf, (x - c).norm(dim=-1) - r)
+    v, f, _ = fc(x, sdf, cubes, res, training=False)
+    return v.numpy().astype(np.float32), f.numpy().astype(np.int64)
+
+
 def flexicubes_blob(res, radius, seed):
     """Upstream's FlexiCubes (default weights) on a bumpy-sphere SDF over a res^3 grid spanning
     [-1, 1]^3 (construct_voxel_grid's [-0.5, 0.5]^3 times FlexiCubesGeometry's scale 2)."""
@@ -99,6 +178,8 @@ def write_clean(clean_mesh):
     out = {}
     cases = [perturbed_sphere(s) for s in range(3)]
     cases.append(flexicubes_blob(24, 0.6, 1))
+    cases.append(floaters(5))
+    cases.append(flexicubes_floaters(32, 3))
     for i, (v, f) in enumerate(cases):
         cv, cf = upstream_clean(clean_mesh, v, f)
         assert np.array_equal(cv.astype(np.float32).astype(np.float64), cv), "positions stay f32"
@@ -357,6 +438,8 @@ def main():
     add_upstream(sys.argv[1])
     clean_mesh = import_clean_mesh()
     write_clean(clean_mesh)
+    if sys.argv[2:] == ["clean"]:
+        return
     write_obj()
     write_blob(clean_mesh)
     write_raster_and_bake()

@@ -1,6 +1,7 @@
 //! Mesh cleaning exactly as upstream's `kiui.mesh_utils.clean_mesh(verts, faces, repair=False,
-//! remesh=False)` (CRM `inference.py`), which runs these pymeshlab filters, i.e. vcglib's
-//! `tri::Clean` functions, all in double precision:
+//! remesh=False)` (CRM `inference.py`) did in CRM's time: kiui 0.2.x (early 2024; pinned as 0.2.4
+//! in `tools/parity/requirements-mesh.txt`) with its defaults `min_f=64, min_d=20`. It runs these
+//! pymeshlab filters, i.e. vcglib's `tri::Clean` functions, all in double precision:
 //!
 //! 1. `meshing_remove_unreferenced_vertices`: drop vertices no face uses.
 //! 2. `meshing_merge_close_vertices(threshold=PercentageValue(1))`: `MergeCloseVertex`. The
@@ -14,14 +15,25 @@
 //!    libstdc++'s `std::sort` by that set; each face equal to its successor is deleted, so the
 //!    survivor (and its winding) is whatever that unstable sort puts last (`super::stdsort`).
 //! 4. `meshing_remove_null_faces`: faces whose doubled area `|(p1-p0) x (p2-p0)|` is `<= 0`.
+//! 5. `meshing_remove_connected_component_by_diameter(PercentageValue(20))` then
+//!    `meshing_remove_connected_component_by_face_number(64)`: pieces (faces connected through
+//!    shared edges; touching at a vertex does not connect) whose bounding box has a diagonal
+//!    under 20% of the mesh's, or with fewer than 64 faces, are deleted.
+//!    Both filters then drop every unreferenced vertex, including those steps 3-4 left behind.
 //!
-//! kiui then compacts: vertices deleted in step 2 disappear, but vertices left unreferenced by
-//! steps 3-4 stay (upstream keeps them too). Positions only ever move onto other input positions,
-//! so the f32 output is exact.
+//! kiui then compacts, keeping the order of what survives. Positions only ever move onto other
+//! input positions, so the f32 output is exact.
 
 use std::collections::HashMap;
 
 use super::{stdsort, Mesh};
+
+/// kiui 0.2.x `clean_mesh(min_f=64)`: pieces with fewer faces are removed.
+pub const MIN_PIECE_FACES: usize = 64;
+
+/// kiui 0.2.x `clean_mesh(min_d=20)`: pieces whose bounding-box diagonal is under this percentage
+/// of the whole mesh's are removed.
+pub const MIN_PIECE_DIAMETER_PERCENT: f32 = 20.0;
 
 /// Cleans a raw mesh as upstream's `clean_mesh` does (see the module docs). Faces with an index
 /// outside `vertices` are dropped (pymeshlab would reject the mesh; FlexiCubes never makes them).
@@ -72,11 +84,22 @@ pub fn clean(vertices: &[[f32; 3]], faces: &[[i64; 3]]) -> Mesh {
         }
     }
 
-    // Compact: keep every vertex not folded away in step 2, in order.
+    // 5. Remove small pieces (the bounding box is still that of step 1: merged vertices moved
+    //    onto others, and deleted faces leave their vertices in place until this step).
+    let min_diameter = ((diag(&pos) as f32) * (MIN_PIECE_DIAMETER_PERCENT / 100.0)) as f64;
+    remove_small_pieces(&pos, &faces, &mut alive, min_diameter, MIN_PIECE_FACES);
+
+    // Compact: keep every vertex a surviving face uses, in order.
+    let mut used = vec![false; pos.len()];
+    for (f, _) in faces.iter().zip(&alive).filter(|(_, a)| **a) {
+        for &i in f {
+            used[i] = true;
+        }
+    }
     let mut index = vec![u32::MAX; pos.len()];
     let mut out = Mesh::default();
     for (i, p) in pos.iter().enumerate() {
-        if survivor[i] == i {
+        if used[i] {
             index[i] = out.vertices.len() as u32;
             out.vertices.push([p[0] as f32, p[1] as f32, p[2] as f32]);
         }
@@ -88,6 +111,11 @@ pub fn clean(vertices: &[[f32; 3]], faces: &[[i64; 3]]) -> Mesh {
 /// `PercentageValue(1)` of the merge filter's range (`bbox.Diag() / 100`), in MeshLab's f32
 /// parameter arithmetic: `f32(diag / 100) * (1f / 100)`.
 fn merge_radius(pos: &[[f64; 3]]) -> f64 {
+    (((diag(pos) / 100.0) as f32) * 0.01f32) as f64
+}
+
+/// The bounding-box diagonal of `pos` (non-empty).
+fn diag(pos: &[[f64; 3]]) -> f64 {
     let mut lo = pos[0];
     let mut hi = pos[0];
     for p in pos {
@@ -96,8 +124,87 @@ fn merge_radius(pos: &[[f64; 3]]) -> f64 {
             hi[k] = hi[k].max(p[k]);
         }
     }
-    let diag = norm(sub(&lo, &hi));
-    (((diag / 100.0) as f32) * 0.01f32) as f64
+    norm(sub(&lo, &hi))
+}
+
+/// vcglib `Clean::RemoveSmallConnectedComponentsDiameter` then `...Size`: deletes the faces of
+/// every edge-connected piece whose bounding-box diagonal is `< min_diameter` or which has fewer
+/// than `min_faces` faces. Pieces are found over the alive faces; any number of faces sharing an
+/// edge (non-manifold ones too) are connected, as vcg's face-face ring links them all.
+fn remove_small_pieces(
+    pos: &[[f64; 3]],
+    faces: &[[usize; 3]],
+    alive: &mut [bool],
+    min_diameter: f64,
+    min_faces: usize,
+) {
+    let piece = edge_connected_pieces(faces, alive);
+    let n_pieces = piece.iter().filter(|&&p| p != usize::MAX).map(|&p| p + 1).max().unwrap_or(0);
+    let mut lo = vec![[f64::INFINITY; 3]; n_pieces];
+    let mut hi = vec![[f64::NEG_INFINITY; 3]; n_pieces];
+    let mut count = vec![0usize; n_pieces];
+    for (f, &p) in faces.iter().zip(&piece) {
+        if p == usize::MAX {
+            continue;
+        }
+        count[p] += 1;
+        for &v in f {
+            for k in 0..3 {
+                lo[p][k] = lo[p][k].min(pos[v][k]);
+                hi[p][k] = hi[p][k].max(pos[v][k]);
+            }
+        }
+    }
+    let small: Vec<bool> =
+        (0..n_pieces).map(|p| norm(sub(&hi[p], &lo[p])) < min_diameter || count[p] < min_faces).collect();
+    for (a, &p) in alive.iter_mut().zip(&piece) {
+        if p != usize::MAX && small[p] {
+            *a = false;
+        }
+    }
+}
+
+/// Piece index per alive face (`usize::MAX` for dead ones): union-find over faces sharing an
+/// undirected edge.
+fn edge_connected_pieces(faces: &[[usize; 3]], alive: &[bool]) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..faces.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut edges: Vec<(usize, usize, usize)> = Vec::with_capacity(faces.len() * 3);
+    for (k, f) in faces.iter().enumerate().filter(|(k, _)| alive[*k]) {
+        for e in 0..3 {
+            let (a, b) = (f[e], f[(e + 1) % 3]);
+            edges.push((a.min(b), a.max(b), k));
+        }
+    }
+    edges.sort_unstable();
+    for w in edges.windows(2) {
+        if (w[0].0, w[0].1) == (w[1].0, w[1].1) {
+            let (ra, rb) = (root(&mut parent, w[0].2), root(&mut parent, w[1].2));
+            if ra != rb {
+                parent[ra.max(rb)] = ra.min(rb);
+            }
+        }
+    }
+    let mut id = vec![usize::MAX; faces.len()];
+    let mut piece = vec![usize::MAX; faces.len()];
+    let mut next = 0;
+    for k in 0..faces.len() {
+        if alive[k] {
+            let r = root(&mut parent, k);
+            if id[r] == usize::MAX {
+                id[r] = next;
+                next += 1;
+            }
+            piece[k] = id[r];
+        }
+    }
+    piece
 }
 
 /// vcglib `Clean::ClusterVertex`: in index order, each unvisited vertex absorbs (moves onto

@@ -195,11 +195,17 @@ impl CrmReconstruction {
             "reconstructed mesh"
         );
         ctl.progress(Stage::Reconstruct, 3, 3);
-        if mesh.faces.is_empty() {
+        if faces.is_empty() {
             return Err(PipelineError::Internal(
                 "the reconstruction found no surface (the predicted SDF does not cross zero inside the grid)"
                     .to_owned(),
             ));
+        }
+        if mesh.faces.is_empty() {
+            return Err(PipelineError::Internal(format!(
+                "the reconstruction found only small pieces ({} faces in all), which cleaning removes as upstream does",
+                faces.len()
+            )));
         }
         Ok(mesh)
     }

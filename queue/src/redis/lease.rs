@@ -17,16 +17,21 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use super::scripts::SCRIPTS;
 use super::worker::WorkerInner;
 use super::{backend, ms};
-use crate::{Failure, Job, Lease, QueueError};
+use crate::{Failure, Job, JobId, Lease, QueueError};
 
-/// Tries of an ending (complete/fail/requeue) before giving up on Redis: a job left running
-/// would otherwise keep its client waiting until the deadline.
-const END_TRIES: u32 = 3;
+/// How long the hash of a job outlives its deadline (the gateway's `GRACE`): past it an ending
+/// retried in the background has nothing left to land on.
+const HASH_OUTLIVES_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Longest pause between two tries of an ending retried in the background.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 pub(crate) struct RedisLease {
     job: Job,
     inner: Arc<WorkerInner>,
     token: CancellationToken,
+    /// The job's deadline by Redis' clock, on this machine's monotonic clock.
+    deadline: Instant,
     ended: bool,
     _watcher: DropGuard,
 }
@@ -39,34 +44,78 @@ impl RedisLease {
         let stop = CancellationToken::new();
         let watcher = watch(inner.clone(), job.clone(), gateway_alive, token.clone(), stop.clone(), deadline);
         tokio::spawn(watcher);
-        RedisLease { job, inner, token, ended: false, _watcher: stop.drop_guard() }
+        inner.hold(&job);
+        RedisLease { job, inner, token, deadline, ended: false, _watcher: stop.drop_guard() }
     }
 
+    /// The error for a publish or ending the job's state refused, from the state the script
+    /// reported: `cancelled` only when the job really was (released by its gateway, or
+    /// cancelled), a lost lease otherwise (taken back: the job runs again, or failed for good).
     fn lost(&self, state: &str) -> QueueError {
         self.token.cancel();
-        QueueError::LeaseLost(format!("job {} is {state}", self.job.id))
+        lease_error(self.job.id, state)
     }
 
-    /// Runs `finish.lua` (or `requeue.lua`) with retries.
+    /// Runs `finish.lua` (or `requeue.lua`). When Redis cannot be reached the ending is not
+    /// given up: it is retried in the background until it lands or the job is gone, and the
+    /// job stays held (so the audit leaves it alone) meanwhile.
     async fn end(&mut self, outcome: End) -> Result<(), QueueError> {
         self.ended = true;
-        let mut last = None;
-        for attempt in 0..END_TRIES {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        match end_once(&self.inner, &self.job, &outcome).await {
+            Ok(state) => {
+                self.inner.let_go(&self.job);
+                if state == "ok" {
+                    Ok(())
+                } else {
+                    Err(self.lost(&state))
+                }
             }
-            match end_once(&self.inner, &self.job, &outcome).await {
-                Ok(state) if state == "ok" => return Ok(()),
-                Ok(state) => return Err(self.lost(&state)),
-                Err(e) => last = Some(e),
+            Err(e) => {
+                self.token.cancel();
+                let job = self.job.clone();
+                tokio::spawn(keep_ending(self.inner.clone(), job, outcome, self.deadline));
+                Err(QueueError::Backend(format!("{e} (the ending is retried in the background)")))
             }
         }
-        self.token.cancel();
-        Err(last.unwrap_or(QueueError::Closed))
+    }
+}
+
+/// Retries an ending that could not be written until it lands (whatever the script answers:
+/// the job's state is then settled) or the job's hash has expired, backing off up to
+/// [`MAX_BACKOFF`]. Then lets go of the job; an id still in the in-flight list after that is
+/// the audit's.
+async fn keep_ending(inner: Arc<WorkerInner>, job: Job, outcome: End, deadline: Instant) {
+    let give_up = deadline + HASH_OUTLIVES_DEADLINE;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        tokio::time::sleep(pause).await;
+        match end_once(&inner, &job, &outcome).await {
+            Ok(state) => {
+                tracing::info!(job = %job.id, state, "an ending retried in the background landed");
+                break;
+            }
+            Err(e) if Instant::now() >= give_up => {
+                tracing::warn!(job = %job.id, error = %e, "gave up ending the job: its state has expired");
+                break;
+            }
+            Err(e) => tracing::debug!(job = %job.id, error = %e, "ending the job failed; retrying"),
+        }
+        pause = (pause * 2).min(MAX_BACKOFF);
+    }
+    inner.let_go(&job);
+}
+
+/// See [`RedisLease::lost`]: `missing` (the hash was released) and `cancelled` are
+/// cancellations; any other state means another lease holds the job, or nobody may.
+pub(crate) fn lease_error(id: JobId, state: &str) -> QueueError {
+    match state {
+        "missing" | "cancelled" => QueueError::Cancelled(format!("job {id} was cancelled or released")),
+        _ => QueueError::LeaseLost(format!("job {id} is {state}")),
     }
 }
 
 /// How a lease ends.
+#[derive(Clone)]
 enum End {
     Complete,
     Fail(Failure),
@@ -221,7 +270,8 @@ impl Lease for RedisLease {
             .map_err(backend)?;
         match state.as_str() {
             "ok" | "duplicate" => Ok(()),
-            "lost" => Err(self.lost("no longer held by this worker")),
+            "cancelled" => Err(self.lost("cancelled")),
+            "lost" => Err(self.lost("taken back from this worker")),
             other => Err(QueueError::Backend(format!("part {name} refused: {other}"))),
         }
     }
@@ -251,9 +301,12 @@ impl Drop for RedisLease {
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let (inner, job) = (self.inner.clone(), self.job.clone());
         let failure = Failure::new(FailureCode::Internal, "internal error: the worker abandoned the job");
+        let deadline = self.deadline;
         rt.spawn(async move {
-            if let Err(e) = end_once(&inner, &job, &End::Fail(failure)).await {
-                tracing::warn!(job = %job.id, error = %e, "failing an abandoned job failed");
+            let outcome = End::Fail(failure);
+            match end_once(&inner, &job, &outcome).await {
+                Ok(_) => inner.let_go(&job),
+                Err(_) => keep_ending(inner, job, outcome, deadline).await,
             }
         });
     }

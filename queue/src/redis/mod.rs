@@ -23,8 +23,10 @@
 //! - **Bounded.** `submit` checks the bound and pushes in one script.
 //!
 //! Key names: [`Keys`]. Lua scripts: `lua/*.lua`. Redis Cluster is not supported (the
-//! scripts touch a job's keys and the shared lists together).
+//! scripts touch a job's keys and the shared lists together). One server or a Sentinel-watched
+//! master: `connect`.
 
+mod connect;
 mod gateway;
 mod keys;
 mod lease;
@@ -40,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, AsyncConnectionConfig};
-use deadpool_redis::{Manager, Pool, Runtime, Timeouts};
+use deadpool_redis::{Runtime, Timeouts};
 
 pub use gateway::RedisJobQueue;
 pub use keys::Keys;
@@ -52,7 +54,9 @@ use crate::QueueError;
 /// Settings of the Redis backend. [`RedisConfig::new`] gives the defaults.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[:password@]host:port[/db]` or `rediss://...` for TLS.
+    /// `redis://[:password@]host:port[/db]` or `rediss://...` for TLS; or the master of a
+    /// Sentinel group, `redis+sentinel://[:password@]host:port[,host:port...]/master[/db]`
+    /// (`rediss+sentinel://` for TLS), looked up again for every new connection.
     pub url: String,
     /// Prefix of every key and channel (several deployments can share one Redis).
     pub prefix: String,
@@ -112,11 +116,11 @@ impl RedisConfig {
 /// of a deployment (or a test run) that stopped for good.
 pub(crate) const IDLE_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// What every gateway and worker process shares: the pool, the client (for the pub/sub
+/// What every gateway and worker process shares: the pool, the target (for the pub/sub
 /// connection), the key names, the settings.
 pub(crate) struct Shared {
-    pub pool: Pool,
-    pub client: redis::Client,
+    pub pool: connect::Pool,
+    pub target: Arc<connect::Target>,
     pub keys: Keys,
     pub cfg: RedisConfig,
 }
@@ -131,8 +135,11 @@ impl Shared {
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.command_timeout))
             .set_connection_timeout(Some(cfg.connect_timeout));
-        let manager = Manager::new_with_config(cfg.url.as_str(), conn_cfg).map_err(QueueError::BadUrl)?;
-        let pool = Pool::builder(manager)
+        let target = connect::Target::parse(&cfg.url, cfg.connect_timeout)
+            .map(Arc::new)
+            .map_err(QueueError::BadUrl)?;
+        let manager = connect::Manager::new(target.clone(), conn_cfg);
+        let pool = connect::Pool::builder(manager)
             .max_size(cfg.pool_size)
             .runtime(Runtime::Tokio1)
             .timeouts(Timeouts {
@@ -142,15 +149,14 @@ impl Shared {
             })
             .build()
             .map_err(|e| QueueError::Backend(format!("Redis pool: {e}")))?;
-        let client = redis::Client::open(cfg.url.as_str()).map_err(backend)?;
-        let shared = Arc::new(Shared { pool, client, keys: Keys::new(&cfg.prefix), cfg });
+        let shared = Arc::new(Shared { pool, target, keys: Keys::new(&cfg.prefix), cfg });
         let mut conn = shared.conn().await?;
         let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(backend)?;
         Ok(shared)
     }
 
     /// A pooled command connection.
-    pub async fn conn(&self) -> Result<deadpool_redis::Connection, QueueError> {
+    pub async fn conn(&self) -> Result<connect::Conn, QueueError> {
         Ok(self.pool.get().await?)
     }
 }

@@ -121,8 +121,10 @@ impl Pump {
                 .map_err(backend)?;
         drop(conn);
         let Some(state) = state else {
+            // Redis lost it (restarted without persistence, or evicted it): queue trouble,
+            // not the job's fault, so the client may retry.
             tracing::warn!(job = %self.id, "job state vanished from Redis");
-            self.fail(Failure::new(FailureCode::Internal, "the job was lost by the queue; retry")).await;
+            self.fail(Failure::new(FailureCode::Unavailable, "the job queue lost the job; retry")).await;
             return Ok(());
         };
         let parts = parts.unwrap_or(0).min(PARTS.len());
@@ -156,7 +158,7 @@ impl Pump {
         drop(conn);
         let Some(bytes) = bytes else {
             tracing::warn!(job = %self.id, part = %name, "stored part vanished from Redis");
-            self.fail(Failure::new(FailureCode::Internal, "a result part was lost by the queue; retry"))
+            self.fail(Failure::new(FailureCode::Unavailable, "the job queue lost a result part; retry"))
                 .await;
             return Ok(());
         };

@@ -4,6 +4,10 @@
 //! the bounded push, a claim, each fenced publish, ending or returning a lease, releasing a
 //! job, reaping a dead worker. `redis::Script` sends `EVALSHA` and loads the script on
 //! `NOSCRIPT`, so a restarted Redis (empty script cache) needs nothing special.
+//!
+//! `give_back.lua` is a Lua function, not a script: the scripts that return jobs a worker no
+//! longer holds (`reap.lua`, `audit.lua`) are compiled with it prepended, so both give a job
+//! back the same way.
 
 use std::sync::LazyLock;
 
@@ -19,6 +23,7 @@ pub(crate) struct Scripts {
     pub requeue: Script,
     pub release: Script,
     pub reap: Script,
+    pub audit: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -29,5 +34,6 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     finish: Script::new(include_str!("lua/finish.lua")),
     requeue: Script::new(include_str!("lua/requeue.lua")),
     release: Script::new(include_str!("lua/release.lua")),
-    reap: Script::new(include_str!("lua/reap.lua")),
+    reap: Script::new(concat!(include_str!("lua/give_back.lua"), include_str!("lua/reap.lua"))),
+    audit: Script::new(concat!(include_str!("lua/give_back.lua"), include_str!("lua/audit.lua"))),
 });

@@ -45,7 +45,7 @@ async fn run(
 ) {
     let mut backoff = BACKOFF.0;
     loop {
-        let connected = tokio::time::timeout(shared.cfg.connect_timeout, subscribe(&shared.client, &channel));
+        let connected = tokio::time::timeout(shared.cfg.connect_timeout, subscribe(&shared, &channel));
         let outcome = tokio::select! {
             _ = stop.cancelled() => return,
             outcome = connected => outcome,
@@ -73,8 +73,9 @@ async fn run(
     }
 }
 
-async fn subscribe(client: &redis::Client, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
-    let mut pubsub = client.get_async_pubsub().await?;
+/// Opens a pub/sub connection (with Sentinel, to the master named now) and subscribes.
+async fn subscribe(shared: &Shared, channel: &str) -> redis::RedisResult<redis::aio::PubSub> {
+    let mut pubsub = shared.target.client().await?.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     Ok(pubsub)
 }

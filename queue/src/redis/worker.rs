@@ -1,12 +1,13 @@
 //! The worker side: [`RedisWorkQueue`] (heartbeat, reliable pop, claim).
 
-use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_redis::redis::{self, AsyncCommands, Direction};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedRwLockReadGuard, RwLock};
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -37,6 +38,29 @@ pub(crate) struct WorkerInner {
     pub shared: Arc<Shared>,
     pub worker_id: String,
     pub inflight: String,
+    /// Jobs this process holds a lease on (id -> attempt), from the claim until the lease's
+    /// ending landed in Redis (an ending retried in the background still holds it). Every
+    /// other id in our in-flight list is a stray the audit gives back.
+    pub held: Mutex<HashMap<String, u32>>,
+    /// Shared by each pop in flight (from its `BLMOVE` until its claim is held or put back);
+    /// the audit runs only when it can take it alone, so it never gives back an id another
+    /// caller of `next` is about to claim.
+    pub pops: Arc<RwLock<()>>,
+}
+
+impl WorkerInner {
+    /// Records a live lease on `job`.
+    pub fn hold(&self, job: &Job) {
+        self.held.lock().unwrap().insert(job.id.to_string(), job.attempt);
+    }
+
+    /// Forgets the lease on `job` (its ending landed, or the job is gone).
+    pub fn let_go(&self, job: &Job) {
+        let mut held = self.held.lock().unwrap();
+        if held.get(&job.id.to_string()) == Some(&job.attempt) {
+            held.remove(&job.id.to_string());
+        }
+    }
 }
 
 impl RedisWorkQueue {
@@ -46,7 +70,13 @@ impl RedisWorkQueue {
         let shared = Shared::connect(cfg).await?;
         let worker_id = process_id("wk");
         let inflight = shared.keys.inflight(&worker_id);
-        let inner = Arc::new(WorkerInner { shared: shared.clone(), worker_id, inflight });
+        let inner = Arc::new(WorkerInner {
+            shared: shared.clone(),
+            worker_id,
+            inflight,
+            held: Mutex::default(),
+            pops: Arc::default(),
+        });
         beat(&inner).await?;
         let stop = CancellationToken::new();
         tokio::spawn(heartbeat(inner.clone(), stop.clone()));
@@ -74,11 +104,15 @@ impl WorkQueue for RedisWorkQueue {
             if left.is_zero() {
                 return Ok(None);
             }
+            if let Ok(_alone) = self.inner.pops.clone().try_write_owned() {
+                audit(&self.inner).await?;
+            }
             // Pop and claim in a task of their own: if this future is dropped while BLMOVE
             // blocks, the task still sees what BLMOVE moved and puts it back instead of
             // stranding it in our in-flight list.
             let (tx, rx) = oneshot::channel();
-            tokio::spawn(pop_once(self.inner.clone(), left.min(MAX_BLOCK), tx));
+            let popping = self.inner.pops.clone().read_owned().await;
+            tokio::spawn(pop_once(self.inner.clone(), left.min(MAX_BLOCK), tx, popping));
             match rx.await {
                 Ok(Ok(Some(lease))) => return Ok(Some(Box::new(lease))),
                 Ok(Ok(None)) => continue,
@@ -99,40 +133,74 @@ impl QueueProbe for RedisWorkQueue {
 
 type PopReply = Result<Option<RedisLease>, QueueError>;
 
-/// One `BLMOVE` and, if it moved a job, its claim.
-async fn pop_once(inner: Arc<WorkerInner>, block: Duration, tx: oneshot::Sender<PopReply>) {
+/// One `BLMOVE` and, if it moved a job, its claim; answers on `tx`. `popping` is released
+/// before the answer, so the caller's next audit finds this pop over.
+async fn pop_once(
+    inner: Arc<WorkerInner>,
+    block: Duration,
+    tx: oneshot::Sender<PopReply>,
+    popping: OwnedRwLockReadGuard<()>,
+) {
+    let reply = pop_and_claim(&inner, block, &tx).await;
+    drop(popping);
+    if let Err(Ok(Some(lease))) = tx.send(reply) {
+        // Nobody waits for it any more (the worker is stopping): give it back.
+        let _ = Box::new(lease).requeue().await;
+    }
+}
+
+async fn pop_and_claim(
+    inner: &Arc<WorkerInner>,
+    block: Duration,
+    tx: &oneshot::Sender<PopReply>,
+) -> PopReply {
     let keys = &inner.shared.keys;
-    let popped = async {
-        let mut conn = inner.shared.conn().await?;
-        let secs = block.as_secs_f64().max(0.01);
-        let id: Option<String> = conn
-            .blmove(keys.pending(), &inner.inflight, Direction::Right, Direction::Left, secs)
+    let mut conn = inner.shared.conn().await?;
+    let secs = block.as_secs_f64().max(0.01);
+    let id: Option<String> = conn
+        .blmove(keys.pending(), &inner.inflight, Direction::Right, Direction::Left, secs)
+        .await
+        .map_err(backend)?;
+    drop(conn);
+    let Some(id) = id else { return Ok(None) };
+    if tx.is_closed() {
+        put_back(inner, &id).await;
+        return Ok(None);
+    }
+    claim(inner, &id).await
+}
+
+/// Reconciles our in-flight list with the leases we hold: every id without a live lease
+/// (a BLMOVE or claim whose reply was lost, a failed put-back, an ending that never landed) is
+/// requeued, failed or dropped by `audit.lua`, fenced by the attempt of our lease, if any. Runs
+/// before each pop; the list is empty or holds the job being ended, so it costs one `LRANGE`.
+pub(crate) async fn audit(inner: &WorkerInner) -> Result<(), QueueError> {
+    let keys = &inner.shared.keys;
+    let mut conn = inner.shared.conn().await?;
+    let ids: Vec<String> = conn.lrange(&inner.inflight, 0, -1).await.map_err(backend)?;
+    for raw in ids {
+        let attempt = inner.held.lock().unwrap().get(&raw).map(u32::to_string).unwrap_or_default();
+        let outcome: String = SCRIPTS
+            .audit
+            .key(&inner.inflight)
+            .key(keys.pending())
+            .key(format!("{}{raw}", keys.job_prefix()))
+            .arg(&raw)
+            .arg(&inner.worker_id)
+            .arg(attempt)
+            .arg(inner.shared.cfg.max_attempts)
+            .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
-        Ok::<_, QueueError>(id)
-    };
-    let id = match popped.await {
-        Ok(Some(id)) => id,
-        other => {
-            let _ = tx.send(other.map(|_| None));
-            return;
-        }
-    };
-    if tx.is_closed() {
-        put_back(&inner, &id).await;
-        return;
-    }
-    match claim(&inner, &id).await {
-        Ok(Some(lease)) => {
-            if let Err(Ok(Some(lease))) = tx.send(Ok(Some(lease))) {
-                // Nobody waits for it any more (the worker is stopping): give it back.
-                let _ = Box::new(lease).requeue().await;
-            }
-        }
-        other => {
-            let _ = tx.send(other);
+        if outcome != "live" && outcome != "gone" {
+            tracing::warn!(
+                job = raw,
+                outcome,
+                "a job stranded in this worker's in-flight list was given back"
+            );
         }
     }
+    Ok(())
 }
 
 /// Returns an unclaimed job from our in-flight list to the front of the queue.
@@ -150,7 +218,7 @@ async fn put_back(inner: &WorkerInner, id: &str) {
             .map_err(backend)
     };
     if let Err(e) = back.await {
-        tracing::warn!(job = id, error = %e, "putting back an unclaimed job failed; the reaper will");
+        tracing::warn!(job = id, error = %e, "putting back an unclaimed job failed; the next audit will");
     }
 }
 
@@ -175,6 +243,7 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
         .invoke_async(&mut conn)
         .await
         .map_err(backend)?;
+    let (local_now, wall_now) = (Instant::now(), SystemTime::now()); // as close to TIME as we get
     match reply.first().map(String::as_str) {
         Some("ok") if reply.len() == 7 => {}
         Some("skip") => {
@@ -187,15 +256,20 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
     let (attempt, submitted_ms, deadline_ms, now_ms) = (num(1)? as u32, num(2)?, num(3)?, num(4)?);
     let image: Option<Bytes> = conn.get(keys.image(id)).await.map_err(backend)?;
     drop(conn);
+    // One clock: the job's times are Redis' (set by `submit.lua` from `TIME`, like every lease
+    // TTL), read against Redis' `TIME` in the same claim, and mapped onto this machine's clocks
+    // as offsets from now. A worker whose wall clock is off by minutes still runs the job for
+    // exactly the time its client has left.
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let waited = Duration::from_millis(now_ms.saturating_sub(submitted_ms));
     let job = Job {
         id,
         image: image.unwrap_or_default(),
-        submitted_at: UNIX_EPOCH + Duration::from_millis(submitted_ms),
-        deadline: UNIX_EPOCH + Duration::from_millis(deadline_ms),
+        submitted_at: wall_now.checked_sub(waited).unwrap_or(UNIX_EPOCH),
+        deadline: wall_now + left,
         attempt,
     };
-    // The deadline by Redis' clock, turned into this machine's monotonic clock.
-    let local_deadline = Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let local_deadline = local_now + left;
     let gateway_alive = reply[6].clone();
     let lease = RedisLease::start(inner.clone(), job, gateway_alive, local_deadline);
     if lease.job().image.is_empty() {

@@ -107,6 +107,21 @@ impl RedisServer {
         self.kill();
         self.spawn();
     }
+
+    /// SIGTERM, as an orchestrator stops it (Redis fsyncs its append-only file and exits),
+    /// then starts it again on the same port and directory: with `--appendonly yes` it comes
+    /// back with its data. Returns how long it was unreachable.
+    pub fn restart_graceful(&mut self) -> Duration {
+        let down = Instant::now();
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+            assert!(status.success(), "kill -TERM {pid} failed");
+            let _ = child.wait();
+        }
+        self.spawn();
+        down.elapsed()
+    }
 }
 
 impl Drop for RedisServer {
@@ -115,6 +130,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().unwrap().port()
 }

@@ -1,7 +1,7 @@
 //! Harness for the scale-out end-to-end tests: `img3d-gateway` and the protocol-server example
 //! as a Redis worker (pipeline double, no model) run as real processes on loopback, driven by
 //! the real client library. Each test uses its own key prefix on the shared Redis, or its own
-//! `redis-server` when it breaks Redis.
+//! `redis-server` when it breaks Redis ([`sentinel`]: a Sentinel group for failovers).
 //!
 //! The binaries are found next to the test executable (`target/<profile>/img3d-gateway`,
 //! `target/<profile>/examples/protocol-server`): build them first (`scripts/test` builds every
@@ -16,6 +16,7 @@
 pub mod redis_server;
 
 pub mod nginx;
+pub mod sentinel;
 
 #[path = "../../../client/examples/loadtest/job.rs"]
 pub mod job;

@@ -34,7 +34,12 @@ end
 if skip then
   redis.call('LREM', KEYS[2], 0, ARGV[1])
   redis.call('DEL', KEYS[4])
-  if st[1] == 'queued' then
+  if st[1] == 'queued' and skip == 'expired' then
+    -- an honest code: nobody cancelled it, its time ran out while it waited
+    redis.call('HSET', KEYS[1], 'state', 'failed', 'code', 'timeout',
+      'message', 'the job waited past its deadline in the queue')
+    redis.call('PUBLISH', st[5], ARGV[1] .. ' failed')
+  elseif st[1] == 'queued' then
     redis.call('HSET', KEYS[1], 'state', 'cancelled')
   end
   return {'skip', skip}

@@ -10,11 +10,20 @@
 -- ARGV[5] failure code (wire spelling; ignored for 'completed')
 -- ARGV[6] failure message (ignored for 'completed')
 -- Returns 'ok', or the job's state when the lease no longer allows ending it ('cancelled',
--- 'queued' after a reap, ... ; 'missing' when the hash is gone).
+-- 'queued' after a reap, ... ; 'missing' when the hash is gone). On every path but a newer
+-- lease's, the id leaves our in-flight list.
 
 local st = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempt', 'channel')
+if not st[1] then
+  -- Released by its gateway (cancelled, delivered) or expired: nothing to end, but the id must
+  -- still leave our in-flight list, or it counts as running for good.
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
+  return 'missing'
+end
 if st[2] ~= ARGV[2] or st[3] ~= ARGV[3] then
-  return st[1] or 'missing'
+  -- Another lease holds it (a newer attempt, maybe ours again): its in-flight entry is not ours
+  -- to remove.
+  return st[1]
 end
 -- The job is ours: it leaves our in-flight list whatever happened to it meanwhile.
 redis.call('LREM', KEYS[2], 0, ARGV[1])

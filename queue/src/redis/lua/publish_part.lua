@@ -10,9 +10,14 @@
 -- ARGV[3] attempt               } so a worker presumed dead cannot publish
 -- ARGV[4] seq (0-based protocol position)
 -- Returns 'ok', 'duplicate' (an earlier attempt stored it: identical bytes, dropped),
---         'lost' (the lease is no longer valid) or 'out_of_order'.
+--         'cancelled' (released by its gateway or cancelled: nobody wants it),
+--         'lost' (the lease is no longer valid: taken back) or 'out_of_order'.
 
 local st = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempt', 'parts', 'channel')
+if not st[1] or st[1] == 'cancelled' then
+  redis.call('DEL', KEYS[2])
+  return 'cancelled'
+end
 if st[1] ~= 'running' or st[2] ~= ARGV[2] or st[3] ~= ARGV[3] then
   redis.call('DEL', KEYS[2])
   return 'lost'

@@ -1,7 +1,6 @@
 -- reap.lua: return the jobs of one dead worker (its heartbeat key expired) to the queue.
 -- Atomic, and a no-op when the worker is alive again, so any number of processes may reap
--- concurrently. A job that ran `max_attempts` times is failed for good (poison pill) and its
--- gateway told; a job whose client left is dropped.
+-- concurrently. Each job goes the way of give_back.lua (prepended to this script).
 --
 -- KEYS[1] workers set           P:workers
 -- KEYS[2] worker's heartbeat    P:worker:{w}:alive
@@ -16,35 +15,12 @@
 if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('SREM', KEYS[1], ARGV[1]) == 0 then
   return {-1}
 end
-local requeued, failed, dropped = 0, 0, 0
+local counts = {requeued = 0, failed = 0, dropped = 0}
 while true do
   -- newest first: each one pushed to the front, so the oldest ends up next in line
   local id = redis.call('LPOP', KEYS[3])
   if not id then break end
-  local job = ARGV[3] .. id
-  local st = redis.call('HMGET', job, 'state', 'attempt', 'channel')
-  if st[1] ~= 'running' and st[1] ~= 'queued' then
-    dropped = dropped + 1 -- finished, cancelled or expired: nothing to give back
-  elseif redis.call('EXISTS', job .. ':alive') == 0 then
-    redis.call('HSET', job, 'state', 'cancelled')
-    dropped = dropped + 1
-  elseif st[1] == 'queued' then
-    -- moved to the in-flight list but never claimed: it never ran
-    redis.call('RPUSH', KEYS[4], id)
-    requeued = requeued + 1
-  else
-    local attempt = redis.call('HINCRBY', job, 'attempt', 1)
-    if attempt > tonumber(ARGV[2]) then
-      redis.call('HSET', job, 'state', 'failed', 'code', 'internal',
-        'message', 'the job was interrupted ' .. (attempt - 1) .. ' times (worker lost); giving up')
-      redis.call('PUBLISH', st[3], id .. ' failed')
-      failed = failed + 1
-    else
-      redis.call('HSET', job, 'state', 'queued')
-      redis.call('HDEL', job, 'worker')
-      redis.call('RPUSH', KEYS[4], id)
-      requeued = requeued + 1
-    end
-  end
+  local outcome = give_back(id, ARGV[3] .. id, KEYS[4], ARGV[2])
+  counts[outcome] = counts[outcome] + 1
 end
-return {requeued, failed, dropped}
+return {counts.requeued, counts.failed, counts.dropped}

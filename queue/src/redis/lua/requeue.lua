@@ -7,11 +7,17 @@
 -- ARGV[1] job id
 -- ARGV[2] worker id
 -- ARGV[3] attempt
--- Returns 'ok', or the job's state when the lease is no longer valid.
+-- Returns 'ok', or the job's state when the lease is no longer valid ('missing' when the hash
+-- is gone). On every path but a newer lease's, the id leaves our in-flight list.
 
 local st = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempt')
+if not st[1] then
+  -- Released or expired: nothing to give back, but it must leave our in-flight list.
+  redis.call('LREM', KEYS[2], 0, ARGV[1])
+  return 'missing'
+end
 if st[2] ~= ARGV[2] or st[3] ~= ARGV[3] then
-  return st[1] or 'missing'
+  return st[1]
 end
 redis.call('LREM', KEYS[2], 0, ARGV[1])
 if st[1] ~= 'running' then
