@@ -1,5 +1,5 @@
 //! The img3d client library: send a photo to an img3d server, get the three result parts
-//! back as they arrive (SPEC.md section 5).
+//! back as they arrive (docs/protocol.md section 5).
 //!
 //! - One WebSocket connection, opened on the first request and reused for the next ones; a
 //!   dropped connection is reopened by the next request (a bounded number of attempts, never

@@ -1,5 +1,5 @@
-//! The message state machine of SPEC.md section 5, with no I/O: `result_part` stores (name,
-//! content_type), the next binary frame is that part, then the pending state is cleared.
+//! The message state machine of docs/protocol.md section 5, with no I/O: `result_part` stores
+//! (name, content_type), the next binary frame is that part, then the pending state is cleared.
 
 use std::time::Instant;
 

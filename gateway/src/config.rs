@@ -67,7 +67,7 @@ pub struct GatewayConfig {
     ///
     /// A job takes about a minute on a GPU: a long line only makes clients wait for a
     /// timeout. Size it to workers x minutes a client will wait.
-    #[arg(long, env = "IMG3D_MAX_QUEUE", default_value_t = 32)]
+    #[arg(long, env = "IMG3D_MAX_QUEUE", default_value_t = img3d_queue::DEFAULT_MAX_QUEUE)]
     pub max_queue: usize,
 
     /// On SIGTERM or Ctrl-C, how long running jobs may take to finish before they are failed
@@ -89,7 +89,7 @@ impl Default for GatewayConfig {
             max_frame_size: 64 << 20,
             max_pixels: img3d_protocol::DEFAULT_MAX_IMAGE_PIXELS,
             max_connections: 1024,
-            max_queue: 32,
+            max_queue: img3d_queue::DEFAULT_MAX_QUEUE,
             drain_deadline: Duration::from_secs(90),
         }
     }

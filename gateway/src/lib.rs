@@ -1,5 +1,5 @@
 //! The img3d gateway: WebSocket sessions, validation and streaming of job events. No libtorch:
-//! it runs on any small CPU machine (SPEC.md section 4). Shutdown, health, metrics and logging
+//! it runs on any small CPU machine (ARCHITECTURE.md). Shutdown, health, metrics and logging
 //! come from `img3d-service`, shared with the worker.
 //!
 //! Entry points take resources, not addresses: build a [`Gateway`] around any

@@ -117,7 +117,8 @@ fn main() {
     let tiny = bench("tiny", &U2netConfig::tiny(), &file, runs);
     let full = bench("full", &U2netConfig::u2net(), &file, runs);
     println!("{:<34} {:>12} {:>14}", "ms per image", "tiny U-2-Net", "full U-2-Net");
-    let rows: [(&str, fn(&Steps) -> Duration); 6] = [
+    type Row = (&'static str, fn(&Steps) -> Duration);
+    let rows: [Row; 6] = [
         ("decode (JPEG -> RGBA)", |s| s.decode),
         ("U-2-Net input (Lanczos to 320)", |s| s.input),
         ("U-2-Net forward", |s| s.network),

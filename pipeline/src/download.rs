@@ -51,7 +51,7 @@ pub fn fetch(
     let mut published: Option<String> = None;
     for _ in 0..=MAX_REDIRECTS {
         let offset = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        let mut response = request(&current, offset).map_err(|e| err(e))?;
+        let mut response = request(&current, offset).map_err(err)?;
         published = published.or_else(|| response.sha256());
         match response.status {
             301 | 302 | 303 | 307 | 308 => {
@@ -78,7 +78,7 @@ pub fn fetch(
                     .truncate(!append)
                     .open(&part)
                     .map_err(|e| err(format!("opening {}: {e}", part.display())))?;
-                response.copy_body(&mut file, start, total, progress).map_err(|e| err(e))?;
+                response.copy_body(&mut file, start, total, progress).map_err(err)?;
                 file.sync_all().map_err(|e| err(e.to_string()))?;
                 let written = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
                 if let Some(total) = total {

@@ -6,7 +6,7 @@
 //! `**rembg_kwargs` (and rembg ignores it): `force` stays false. Hence an RGBA input with any
 //! alpha < 255 keeps its alpha (composited onto transparent black, which only zeroes fully
 //! transparent pixels) and U-2-Net never runs on it; every other input gets U-2-Net. We follow
-//! that, and DESIGN.md states it as the intended behaviour.
+//! that, as the intended behaviour.
 //!
 //! Steps (each a function here, each testable on its own):
 //! 1. [`decode`]: any supported format, EXIF orientation applied (rembg's `exif_transpose`),

@@ -180,6 +180,8 @@ impl U2net {
                            // 3. side outputs, upsampled to d1's size, fused by a 1x1 conv
         let d1 = self.side[0].forward(&dec_out[0]);
         let mut sides = vec![d1.shallow_clone()];
+        // The index picks from three lists (side heads, decoder outputs, the last encoder output).
+        #[allow(clippy::needless_range_loop)]
         for i in 1..6 {
             let src = if i < 5 { &dec_out[i] } else { &hx[5] };
             sides.push(upsample_like(&self.side[i].forward(src), &d1));

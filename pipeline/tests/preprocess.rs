@@ -103,7 +103,7 @@ fn encode(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
 #[test]
 fn decodes_other_pixel_formats() {
     let grey = image::GrayImage::from_fn(3, 2, |x, y| image::Luma([(x * 40 + y * 7) as u8]));
-    let got = preprocess::decode(&encode(grey.clone().into(), image::ImageFormat::Png)).unwrap();
+    let got = preprocess::decode(&encode(grey.into(), image::ImageFormat::Png)).unwrap();
     assert_eq!(got.get_pixel(2, 1).0, [87, 87, 87, 255]);
     let la = image::GrayAlphaImage::from_fn(2, 2, |x, _| image::LumaA([50, (x * 100) as u8]));
     let got = preprocess::decode(&encode(la.into(), image::ImageFormat::Png)).unwrap();

@@ -1,4 +1,4 @@
-//! The img3d wire protocol (../shared/SPEC.md section 2), with no I/O.
+//! The img3d wire protocol (docs/protocol.md, sections 2 and 4), with no I/O.
 //!
 //! A client sends one binary frame (an image file). The server answers, in this exact order:
 //! `processing`, three `result_part` announcements each followed by one binary frame

@@ -1,6 +1,6 @@
 //! The queue contract as executable tests, run against every backend.
 //!
-//! A backend's test file provides a [`Factory`] and expands [`conformance_tests!`]:
+//! A backend's test file provides a [`Factory`] and expands [`crate::conformance_tests!`]:
 //!
 //! ```ignore
 //! img3d_queue::conformance_tests!(my_backend_tests, MyFactory::new());

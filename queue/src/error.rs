@@ -41,7 +41,16 @@ pub enum QueueError {
     /// for good after too many attempts). Its results must not be published.
     #[error("lease lost: {0}")]
     LeaseLost(String),
-    /// A backend I/O or protocol failure.
+    /// Redis failed a command or a connection (the Redis error is kept, with its kind).
+    #[error("Redis: {0}")]
+    Redis(#[from] deadpool_redis::redis::RedisError),
+    /// The Redis URL does not parse.
+    #[error("bad Redis URL: {0}")]
+    BadUrl(#[source] deadpool_redis::redis::RedisError),
+    /// No pooled Redis connection could be had (pool exhausted, connect timeout).
+    #[error("Redis connection: {0}")]
+    Pool(#[from] deadpool_redis::PoolError),
+    /// The backend broke its own protocol (an unexpected reply, a part out of order).
     #[error("queue backend: {0}")]
     Backend(String),
 }
@@ -54,7 +63,11 @@ impl QueueError {
     pub fn code(&self) -> FailureCode {
         match self {
             QueueError::Cancelled(_) => FailureCode::Cancelled,
-            QueueError::Closed | QueueError::Backend(_) => FailureCode::Unavailable,
+            QueueError::Closed
+            | QueueError::Backend(_)
+            | QueueError::Redis(_)
+            | QueueError::BadUrl(_)
+            | QueueError::Pool(_) => FailureCode::Unavailable,
             QueueError::LeaseLost(_) => FailureCode::Internal,
         }
     }
@@ -63,9 +76,11 @@ impl QueueError {
     pub fn client_message(&self) -> &'static str {
         match self {
             QueueError::Cancelled(_) => "the job was cancelled",
-            QueueError::Closed | QueueError::Backend(_) => {
-                "the job queue failed while storing a result; retry"
-            }
+            QueueError::Closed
+            | QueueError::Backend(_)
+            | QueueError::Redis(_)
+            | QueueError::BadUrl(_)
+            | QueueError::Pool(_) => "the job queue failed while storing a result; retry",
             QueueError::LeaseLost(_) => "internal error: the job was taken back from its worker; retry",
         }
     }

@@ -74,8 +74,10 @@ pub struct Part {
     pub bytes: Bytes,
 }
 
-/// Why a job failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a job failed: what the queue carries, what a worker's job runner returns, and what the
+/// client is told (one type from the runner to the wire).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
 pub struct Failure {
     /// Machine-readable reason.
     pub code: FailureCode,
@@ -87,6 +89,11 @@ impl Failure {
     /// A failure with `code` and `message`.
     pub fn new(code: FailureCode, message: impl Into<String>) -> Self {
         Failure { code, message: message.into() }
+    }
+
+    /// The job was cancelled (client gone, deadline, drain).
+    pub fn cancelled() -> Self {
+        Failure::new(FailureCode::Cancelled, "the job was cancelled")
     }
 
     /// The deadline passed.

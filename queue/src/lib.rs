@@ -23,6 +23,11 @@ pub use job::{Failure, Job, JobEvent, JobId, NewJob, Part, QueueStats};
 
 use std::time::Duration;
 
+/// Most jobs waiting for a worker unless configured otherwise: the one default behind the
+/// gateway's `--max-queue` and [`redis::RedisConfig::max_queue_len`]. A job takes about a
+/// minute on a GPU, so a longer line only makes clients wait for a timeout.
+pub const DEFAULT_MAX_QUEUE: usize = 32;
+
 use async_trait::async_trait;
 use img3d_protocol::{PartName, ProgressStage};
 use tokio_util::sync::CancellationToken;

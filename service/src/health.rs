@@ -21,7 +21,32 @@ use crate::{Metrics, Shutdown};
 /// How long `/readyz` waits for the queue before calling it unreachable.
 const QUEUE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The state of one component that readiness depends on (e.g. `model`).
+/// A part of the process that readiness depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ComponentId {
+    /// The model: loading weights, loaded, or failed to load.
+    Model,
+    /// The worker loop: failed once its watchdog stopped it (a wedged or failing pipeline).
+    Worker,
+}
+
+impl ComponentId {
+    /// The name shown in `/readyz` and in refusals.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentId::Model => "model",
+            ComponentId::Worker => "worker",
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The state of one component that readiness depends on (e.g. the model).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Component {
     /// Still starting (e.g. loading weights): jobs may queue, the process is not ready.
@@ -38,7 +63,7 @@ pub enum Component {
 #[error("this server cannot run jobs ({component}: {reason}); retry on another server")]
 pub struct Unavailable {
     /// The failed component.
-    pub component: String,
+    pub component: ComponentId,
     /// Why it failed.
     pub reason: String,
 }
@@ -46,7 +71,7 @@ pub struct Unavailable {
 /// Readiness of the parts of this process.
 #[derive(Debug, Default)]
 pub struct Health {
-    components: Mutex<BTreeMap<String, Component>>,
+    components: Mutex<BTreeMap<ComponentId, Component>>,
 }
 
 impl Health {
@@ -56,11 +81,11 @@ impl Health {
     }
 
     /// Sets a component's state.
-    pub fn set(&self, name: &str, state: Component) {
-        self.components.lock().unwrap_or_else(|p| p.into_inner()).insert(name.to_owned(), state);
+    pub fn set(&self, id: ComponentId, state: Component) {
+        self.components.lock().unwrap_or_else(|p| p.into_inner()).insert(id, state);
     }
 
-    fn snapshot(&self) -> BTreeMap<String, Component> {
+    fn snapshot(&self) -> BTreeMap<ComponentId, Component> {
         self.components.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

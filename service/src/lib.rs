@@ -10,7 +10,7 @@ mod redis_options;
 mod shutdown;
 pub mod telemetry;
 
-pub use health::{Component, Health};
+pub use health::{Component, ComponentId, Health};
 pub use metrics::Metrics;
 pub use redis_options::RedisOptions;
 pub use shutdown::Shutdown;

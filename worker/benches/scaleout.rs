@@ -152,16 +152,8 @@ fn main() {
     println!("img3d: in-process queue vs Redis, zero-time pipeline double, loopback");
     println!("{cpus} CPUs (load {load} at start), Redis {version} at {url}; client, processes and Redis share them");
     println!(
-        "{:>9} {:>5}  {:<10} {:>5} {:>8} {:>8} {:>8} {:>8}  {}",
-        "parts",
-        "conns",
-        "backend",
-        "jobs",
-        "jobs/s",
-        "p50 ms",
-        "p99 ms",
-        "MB/s",
-        "Redis peak (+this run)  keys left"
+        "{:>9} {:>5}  {:<10} {:>5} {:>8} {:>8} {:>8} {:>8}  Redis peak (+this run)  keys left",
+        "parts", "conns", "backend", "jobs", "jobs/s", "p50 ms", "p99 ms", "MB/s",
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

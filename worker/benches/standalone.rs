@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::{connect, measure, parts, Fixed, Proc};
 use img3d_protocol::PartName;
-use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+use img3d_queue::Failure;
+use img3d_worker::{JobRunner, JobSink};
 
 async fn throughput(kind: &str, jobs: usize, connections: usize) {
     let server = Proc::start("server", kind, &[]);
@@ -42,7 +43,7 @@ fn direct(kind: &str, jobs: usize) {
             false
         }
         fn progress(&mut self, _: img3d_protocol::ProgressStage, _: u32, _: u32) {}
-        fn part(&mut self, _: PartName, bytes: Vec<u8>) -> Result<(), PipelineFailure> {
+        fn part(&mut self, _: PartName, bytes: Vec<u8>) -> Result<(), Failure> {
             std::hint::black_box(bytes);
             Ok(())
         }

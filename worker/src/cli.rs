@@ -85,8 +85,27 @@ impl ModelSourceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BundleConfigArgs {
     /// `crm` (the official architecture) or `tiny` (random-weight test width).
-    #[arg(value_parser = ["crm", "tiny"])]
-    pub preset: String,
+    #[arg(value_enum)]
+    pub preset: Preset,
+}
+
+/// A model bundle preset this build defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The official CRM architecture ([`img3d_pipeline::BundleConfig::crm`]).
+    Crm,
+    /// The random-weight test width ([`img3d_pipeline::BundleConfig::tiny`]).
+    Tiny,
+}
+
+impl Preset {
+    /// The bundle configuration of this preset.
+    pub fn config(self) -> img3d_pipeline::BundleConfig {
+        match self {
+            Preset::Crm => img3d_pipeline::BundleConfig::crm(),
+            Preset::Tiny => img3d_pipeline::BundleConfig::tiny(),
+        }
+    }
 }
 
 /// Which model on which device.

@@ -1,5 +1,5 @@
 //! Loading the CRM pipeline for the worker (`--model tiny|crm|DIR`, `--device`), and the
-//! adapter from [`img3d_pipeline::Pipeline`] to the worker's own [`crate::Pipeline`] trait.
+//! adapter from [`img3d_pipeline::Pipeline`] to the worker's own [`crate::JobRunner`] trait.
 //!
 //! Where bundles live: `<cache>/bundles/...`, `<cache>` being `$IMG3D_CACHE_DIR`, else
 //! `$XDG_CACHE_HOME/img3d`, else `~/.cache/img3d` ([`img3d_pipeline::tiny::default_cache_dir`]).
@@ -21,7 +21,9 @@ use img3d_pipeline::{tiny, Background, DeviceSpec, PipelineError, RunParams};
 use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage, RemoveBackground};
 
 use crate::model_source::{self, ModelSource};
-use crate::{JobSink, PipelineFailure};
+use img3d_queue::Failure;
+
+use crate::JobSink;
 
 /// Which model bundle to load.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,7 +97,7 @@ pub fn load(
     model: &ModelSpec,
     source: &ModelSource,
     device: DeviceSpec,
-) -> anyhow::Result<Arc<dyn crate::Pipeline>> {
+) -> anyhow::Result<Arc<dyn crate::JobRunner>> {
     load_from(&tiny::default_cache_dir(), model, source, device)
 }
 
@@ -104,7 +106,7 @@ pub fn load_in(
     cache: &Path,
     model: &ModelSpec,
     device: DeviceSpec,
-) -> anyhow::Result<Arc<dyn crate::Pipeline>> {
+) -> anyhow::Result<Arc<dyn crate::JobRunner>> {
     load_from(cache, model, &ModelSource::default(), device)
 }
 
@@ -114,14 +116,14 @@ pub fn load_from(
     model: &ModelSpec,
     source: &ModelSource,
     device: DeviceSpec,
-) -> anyhow::Result<Arc<dyn crate::Pipeline>> {
+) -> anyhow::Result<Arc<dyn crate::JobRunner>> {
     let dir = bundle_dir(cache, model, source)?;
     let inner = img3d_pipeline::Pipeline::load(&dir, device)
         .with_context(|| format!("loading model {model} from {} on device {device}", dir.display()))?;
     Ok(Arc::new(CrmPipeline { inner }))
 }
 
-/// [`img3d_pipeline::Pipeline`] as the worker's [`crate::Pipeline`].
+/// [`img3d_pipeline::Pipeline`] as the worker's [`crate::JobRunner`].
 pub struct CrmPipeline {
     inner: img3d_pipeline::Pipeline,
 }
@@ -133,17 +135,17 @@ impl CrmPipeline {
     }
 }
 
-impl crate::Pipeline for CrmPipeline {
-    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+impl crate::JobRunner for CrmPipeline {
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), Failure> {
         // The gateway validated them; options from elsewhere (a queue shared with another
         // version) are checked again rather than trusted.
-        options.validate().map_err(|e| PipelineFailure::new(FailureCode::BadRequest, e.to_string()))?;
+        options.validate().map_err(|e| Failure::new(FailureCode::BadRequest, e.to_string()))?;
         let params = run_params(self.inner.default_params(), options);
         // The pipeline asks "cancelled?" and reports events through two callbacks; both reach
         // the one sink, never at the same time (it checks cancel between events).
         let sink = RefCell::new(sink);
         // Why the sink refused a part (cancelled, lease lost): the job's real outcome.
-        let mut refused: Option<PipelineFailure> = None;
+        let mut refused: Option<Failure> = None;
         let cancelled = || sink.borrow().is_cancelled();
         let mut on_event = |event: Event| -> Result<(), PipelineError> {
             let mut sink = sink.borrow_mut();
@@ -192,18 +194,15 @@ pub fn run_params(defaults: RunParams, options: &JobOptions) -> RunParams {
 
 /// The protocol failure for a pipeline error. Only messages meant for clients pass through;
 /// internal details go to the log.
-pub fn failure_of(error: PipelineError) -> PipelineFailure {
+pub fn failure_of(error: PipelineError) -> Failure {
     match error {
-        PipelineError::InvalidImage(message) => PipelineFailure::new(FailureCode::InvalidImage, message),
-        PipelineError::Unavailable(message) => PipelineFailure::new(FailureCode::Unavailable, message),
-        PipelineError::InvalidParams(message) => PipelineFailure::new(FailureCode::BadRequest, message),
-        PipelineError::Cancelled => PipelineFailure::cancelled(),
+        PipelineError::InvalidImage(message) => Failure::new(FailureCode::InvalidImage, message),
+        PipelineError::Unavailable(message) => Failure::new(FailureCode::Unavailable, message),
+        PipelineError::InvalidParams(message) => Failure::new(FailureCode::BadRequest, message),
+        PipelineError::Cancelled => Failure::cancelled(),
         other => {
             tracing::error!(error = %other, "the pipeline failed");
-            PipelineFailure::new(
-                FailureCode::Internal,
-                "the pipeline failed; the details are in the worker log",
-            )
+            Failure::new(FailureCode::Internal, "the pipeline failed; the details are in the worker log")
         }
     }
 }

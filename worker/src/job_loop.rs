@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::sink::{BridgeSink, SinkMsg};
 use crate::watchdog::{FailureStreak, Watchdog, Wedged};
-use crate::{Pipeline, PipelineFailure};
+use crate::JobRunner;
 
 /// Tuning of the worker loop.
 #[derive(Debug, Clone)]
@@ -45,7 +45,7 @@ impl Default for WorkerOptions {
 /// [`Wedged`] when the watchdog stops the loop (the caller should turn unready and exit).
 pub async fn run(
     queue: Arc<dyn WorkQueue>,
-    pipeline: Arc<dyn Pipeline>,
+    pipeline: Arc<dyn JobRunner>,
     shutdown: Shutdown,
 ) -> Result<(), Wedged> {
     run_with(queue, pipeline, shutdown, WorkerOptions::default()).await
@@ -54,7 +54,7 @@ pub async fn run(
 /// [`run`] with explicit options.
 pub async fn run_with(
     queue: Arc<dyn WorkQueue>,
-    pipeline: Arc<dyn Pipeline>,
+    pipeline: Arc<dyn JobRunner>,
     shutdown: Shutdown,
     options: WorkerOptions,
 ) -> Result<(), Wedged> {
@@ -84,7 +84,7 @@ pub async fn run_with(
 /// How a job's run ended.
 enum Outcome {
     /// The pipeline returned.
-    Returned(Result<(), PipelineFailure>),
+    Returned(Result<(), Failure>),
     /// The pipeline panicked.
     Panicked(String),
     /// The drain deadline passed first.
@@ -95,7 +95,7 @@ enum Outcome {
 
 async fn run_job(
     lease: Box<dyn Lease>,
-    pipeline: &Arc<dyn Pipeline>,
+    pipeline: &Arc<dyn JobRunner>,
     shutdown: &Shutdown,
     options: &WorkerOptions,
 ) -> Result<Option<FailureCode>, Wedged> {
@@ -241,9 +241,7 @@ async fn finish(
                 }
             };
         }
-        Outcome::Returned(Ok(())) if cancelled => {
-            Failure::new(FailureCode::Cancelled, "the job was cancelled")
-        }
+        Outcome::Returned(Ok(())) if cancelled => Failure::cancelled(),
         Outcome::Returned(Ok(())) => {
             tracing::error!(published, expected, "the pipeline returned without producing all its parts");
             Failure::new(
@@ -251,7 +249,7 @@ async fn finish(
                 "internal error: the job ended without all result parts; retry",
             )
         }
-        Outcome::Returned(Err(f)) => Failure::new(f.code, f.message),
+        Outcome::Returned(Err(failure)) => failure,
         Outcome::Panicked(message) => {
             tracing::error!(panic = %message, "the pipeline panicked; the worker goes on");
             Failure::new(

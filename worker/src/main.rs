@@ -84,11 +84,7 @@ fn run_once(args: RunArgs) -> anyhow::Result<()> {
 }
 
 fn bundle_config(args: BundleConfigArgs) -> anyhow::Result<()> {
-    let config = match args.preset.as_str() {
-        "tiny" => img3d_pipeline::BundleConfig::tiny(),
-        _ => img3d_pipeline::BundleConfig::crm(),
-    };
-    println!("{}", serde_json::to_string_pretty(&config)?);
+    println!("{}", serde_json::to_string_pretty(&args.preset.config())?);
     Ok(())
 }
 

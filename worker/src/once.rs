@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use img3d_protocol::{JobOptions, PartName, ProgressStage, PARTS};
 
-use crate::{JobSink, Pipeline, PipelineFailure};
+use img3d_queue::Failure;
+
+use crate::{JobRunner, JobSink};
 
 /// Writes each part into a directory as it arrives (through a temporary file, so a failed run
 /// never leaves a partial part behind).
@@ -25,7 +27,7 @@ impl JobSink for DirSink<'_> {
         tracing::debug!(stage = stage.as_str(), step, total, "progress");
     }
 
-    fn part(&mut self, name: PartName, bytes: Vec<u8>) -> Result<(), PipelineFailure> {
+    fn part(&mut self, name: PartName, bytes: Vec<u8>) -> Result<(), Failure> {
         let path = self.dir.join(name.file_name());
         let write = || -> std::io::Result<()> {
             let mut tmp = tempfile::NamedTempFile::new_in(self.dir)?;
@@ -34,10 +36,7 @@ impl JobSink for DirSink<'_> {
             Ok(())
         };
         write().map_err(|e| {
-            PipelineFailure::new(
-                img3d_protocol::FailureCode::Internal,
-                format!("writing {}: {e}", path.display()),
-            )
+            Failure::new(img3d_protocol::FailureCode::Internal, format!("writing {}: {e}", path.display()))
         })?;
         eprintln!("wrote {} ({} bytes)", path.display(), bytes.len());
         self.written.push(path);
@@ -47,7 +46,7 @@ impl JobSink for DirSink<'_> {
 
 /// Runs `pipeline` on the image file at `image` and writes the three parts into `out`.
 /// Returns their paths in protocol order.
-pub fn run_once(pipeline: &dyn Pipeline, image: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn run_once(pipeline: &dyn JobRunner, image: &Path, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let bytes = fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let mut sink = DirSink { dir: out, written: Vec::new() };

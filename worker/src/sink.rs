@@ -5,7 +5,9 @@ use img3d_queue::QueueError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{JobSink, PipelineFailure};
+use img3d_queue::Failure;
+
+use crate::JobSink;
 
 /// What the pipeline thread asks of the async side.
 pub(crate) enum SinkMsg {
@@ -32,23 +34,21 @@ impl JobSink for BridgeSink {
         let _ = self.tx.try_send(SinkMsg::Progress { stage, step, total });
     }
 
-    fn part(&mut self, name: PartName, bytes: Vec<u8>) -> Result<(), PipelineFailure> {
+    fn part(&mut self, name: PartName, bytes: Vec<u8>) -> Result<(), Failure> {
         if self.cancel.is_cancelled() {
-            return Err(PipelineFailure::cancelled());
+            return Err(Failure::cancelled());
         }
         let (reply, answer) = oneshot::channel();
-        self.tx
-            .blocking_send(SinkMsg::Part { name, bytes, reply })
-            .map_err(|_| PipelineFailure::cancelled())?;
+        self.tx.blocking_send(SinkMsg::Part { name, bytes, reply }).map_err(|_| Failure::cancelled())?;
         match answer.blocking_recv() {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 // The code says why: `cancelled` only if the job was, `unavailable` when the
                 // queue had trouble (the client may retry), `internal` when it was taken back.
                 tracing::info!(error = %e, part = %name, "part not accepted; stopping the job");
-                Err(PipelineFailure::new(e.code(), e.client_message()))
+                Err(Failure::new(e.code(), e.client_message()))
             }
-            Err(_) => Err(PipelineFailure::cancelled()),
+            Err(_) => Err(Failure::cancelled()),
         }
     }
 }
@@ -60,7 +60,7 @@ mod tests {
     use super::*;
 
     /// What the pipeline sees when the queue refuses a part with `error`.
-    fn refused_with(error: QueueError) -> PipelineFailure {
+    fn refused_with(error: QueueError) -> Failure {
         let (tx, mut rx) = mpsc::channel(1);
         let mut sink = BridgeSink { tx, cancel: CancellationToken::new() };
         let queue = std::thread::spawn(move || {

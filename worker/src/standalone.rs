@@ -9,13 +9,13 @@ use img3d_protocol::FailureCode;
 use img3d_queue::memory::MemoryQueue;
 use img3d_queue::{Failure, QueueProbe, WorkQueue};
 use img3d_service::health::{ops_router, Ops};
-use img3d_service::{Component, Health, Metrics, Shutdown};
+use img3d_service::{Component, ComponentId, Health, Metrics, Shutdown};
 use tokio::net::TcpListener;
 
-use crate::{Pipeline, Wedged, WorkerOptions};
+use crate::{JobRunner, Wedged, WorkerOptions};
 
 /// Builds the pipeline (loads weights): called once, on a blocking thread.
-pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Arc<dyn Pipeline>> + Send>;
+pub type Loader = Box<dyn FnOnce() -> anyhow::Result<Arc<dyn JobRunner>> + Send>;
 
 /// Serves clients on `listener` with an in-process queue and one worker running the pipeline
 /// that `load` builds, until `shutdown` has drained. `/readyz` is 503 while the model loads,
@@ -119,7 +119,7 @@ async fn load_and_run(
     metrics: Arc<Metrics>,
     on_failure: impl FnOnce(&str),
 ) -> Result<(), Wedged> {
-    health.set("model", Component::Starting("loading the model".into()));
+    health.set(ComponentId::Model, Component::Starting("loading the model".into()));
     let loaded = tokio::task::spawn_blocking(load)
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("the model loader panicked: {e}")));
@@ -128,18 +128,18 @@ async fn load_and_run(
         Err(e) => {
             let reason = format!("{e:#}");
             tracing::error!(error = %reason, "model failed to load; this worker takes no jobs");
-            health.set("model", Component::Failed(reason.clone()));
+            health.set(ComponentId::Model, Component::Failed(reason.clone()));
             on_failure(&reason);
             return Ok(());
         }
     };
-    health.set("model", Component::Ready(pipeline.describe()));
+    health.set(ComponentId::Model, Component::Ready(pipeline.describe()));
     let ran =
         crate::run_with(queue, pipeline, shutdown, WorkerOptions { metrics, ..WorkerOptions::default() })
             .await;
     if let Err(wedged) = &ran {
         tracing::error!(reason = %wedged, "the worker stops; its supervisor should start a fresh one");
-        health.set("worker", Component::Failed(wedged.to_string()));
+        health.set(ComponentId::Worker, Component::Failed(wedged.to_string()));
     }
     ran
 }

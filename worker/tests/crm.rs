@@ -10,8 +10,9 @@ use common::*;
 use img3d_gateway::GatewayConfig;
 use img3d_pipeline::DeviceSpec;
 use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage};
+use img3d_queue::Failure;
 use img3d_worker::crm::{self, ModelSpec};
-use img3d_worker::{JobSink, PipelineFailure};
+use img3d_worker::JobSink;
 
 fn worker(cache: &Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_img3d-worker"))
@@ -40,7 +41,7 @@ impl JobSink for Recorder {
         self.progress.push((stage, step, total));
     }
 
-    fn part(&mut self, name: PartName, _bytes: Vec<u8>) -> Result<(), PipelineFailure> {
+    fn part(&mut self, name: PartName, _bytes: Vec<u8>) -> Result<(), Failure> {
         self.parts.push(name);
         Ok(())
     }

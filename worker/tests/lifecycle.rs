@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::*;
 use img3d_gateway::GatewayConfig;
 use img3d_protocol::JobOptions;
-use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+use img3d_queue::Failure;
+use img3d_worker::{JobRunner, JobSink};
 
 /// Reads frames until a `queued` message (the client opted in), proving the job is in line.
 async fn until_queued(ws: &mut Ws) {
@@ -107,8 +108,8 @@ async fn full_queue_answers_busy() {
 /// Panics on its first job, then works.
 struct PanicOnce(std::sync::atomic::AtomicBool);
 
-impl Pipeline for PanicOnce {
-    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
+impl JobRunner for PanicOnce {
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), Failure> {
         if !self.0.swap(true, std::sync::atomic::Ordering::SeqCst) {
             panic!("boom: a shape mismatch deep in the model");
         }

@@ -18,7 +18,7 @@ use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_protocol::{Format, JobOptions, RemoveBackground};
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
 use img3d_service::{Health, Metrics, Shutdown};
-use img3d_worker::Pipeline;
+use img3d_worker::JobRunner;
 use tokio_tungstenite::tungstenite::Message;
 
 const GLB_ANNOUNCEMENT: &str =
@@ -44,7 +44,7 @@ impl Drop for Service {
 }
 
 /// Gateway + worker loop around `pipeline` on `backend`.
-async fn start_on(backend: Backend, pipeline: Arc<dyn Pipeline>) -> Service {
+async fn start_on(backend: Backend, pipeline: Arc<dyn JobRunner>) -> Service {
     match backend {
         Backend::Memory => {
             let server = start(GatewayConfig::default(), pipeline).await;

@@ -12,20 +12,16 @@ use deadpool_redis::redis::{self, AsyncCommands};
 use img3d_protocol::{FailureCode, JobOptions};
 use img3d_queue::memory::MemoryQueue;
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
+use img3d_queue::Failure;
 use img3d_queue::{JobQueue, NewJob};
 use img3d_service::Shutdown;
-use img3d_worker::{JobSink, Pipeline, PipelineFailure, Watchdog, Wedged, WorkerOptions};
+use img3d_worker::{JobRunner, JobSink, Watchdog, Wedged, WorkerOptions};
 
 /// Ignores cancellation for two seconds (a wedged CUDA call), then returns without parts.
 struct Deaf;
 
-impl Pipeline for Deaf {
-    fn run(
-        &self,
-        _image: &[u8],
-        _options: &JobOptions,
-        _sink: &mut dyn JobSink,
-    ) -> Result<(), PipelineFailure> {
+impl JobRunner for Deaf {
+    fn run(&self, _image: &[u8], _options: &JobOptions, _sink: &mut dyn JobSink) -> Result<(), Failure> {
         std::thread::sleep(Duration::from_secs(2));
         Ok(())
     }
@@ -41,15 +37,10 @@ struct Broken {
     runs: AtomicU32,
 }
 
-impl Pipeline for Broken {
-    fn run(
-        &self,
-        _image: &[u8],
-        _options: &JobOptions,
-        _sink: &mut dyn JobSink,
-    ) -> Result<(), PipelineFailure> {
+impl JobRunner for Broken {
+    fn run(&self, _image: &[u8], _options: &JobOptions, _sink: &mut dyn JobSink) -> Result<(), Failure> {
         self.runs.fetch_add(1, Ordering::SeqCst);
-        Err(PipelineFailure::new(FailureCode::Internal, "the GPU fell off the bus"))
+        Err(Failure::new(FailureCode::Internal, "the GPU fell off the bus"))
     }
 
     fn describe(&self) -> String {

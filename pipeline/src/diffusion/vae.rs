@@ -47,7 +47,7 @@ pub struct VaeConfig {
 }
 
 impl VaeConfig {
-    /// CRM's values (SD 2.1's VAE): ch 128, mult [1,2,4,4], 2 res blocks, z 4, f8.
+    /// CRM's values (SD 2.1's VAE): ch 128, mult `[1, 2, 4, 4]`, 2 res blocks, z 4, f8.
     pub fn crm() -> Self {
         VaeConfig {
             in_channels: 3,

@@ -13,7 +13,7 @@
 //!    faces left with a repeated vertex.
 //! 3. `meshing_remove_duplicate_faces`: faces with the same vertex *set*, sorted with
 //!    libstdc++'s `std::sort` by that set; each face equal to its successor is deleted, so the
-//!    survivor (and its winding) is whatever that unstable sort puts last ([`super::stdsort`]).
+//!    survivor (and its winding) is whatever that unstable sort puts last (`super::stdsort`).
 //! 4. `meshing_remove_null_faces`: faces whose doubled area `|(p1-p0) x (p2-p0)|` is `<= 0`.
 //! 5. `meshing_remove_connected_component_by_diameter(PercentageValue(20))` then
 //!    `meshing_remove_connected_component_by_face_number(64)`: pieces (faces connected through
@@ -210,7 +210,7 @@ fn edge_connected_pieces(faces: &[[usize; 3]], alive: &[bool]) -> Vec<usize> {
 /// vcglib `Clean::ClusterVertex`: in index order, each unvisited vertex absorbs (moves onto
 /// itself) every unvisited vertex inside its open box of half-size `radius` and closer than it.
 fn cluster_vertices(pos: &mut [[f64; 3]], radius: f64) {
-    if !(radius > 0.0) {
+    if radius.is_nan() || radius <= 0.0 {
         return;
     }
     // Hash grid with cells a bit larger than `radius` (margin for rounding in the division):

@@ -80,7 +80,7 @@ pub fn pack(charts: &[Outline<'_>], resolution: u32, gap: u32) -> Vec<Placement>
                 scale * if fits { 1.1 } else { 0.8 }
             };
         }
-        if !(next > 0.0) || (scale - next).abs() <= scale * 1e-6 {
+        if next.is_nan() || next <= 0.0 || (scale - next).abs() <= scale * 1e-6 {
             if best.is_some() {
                 break;
             }

@@ -17,7 +17,7 @@ use tch::{Kind, Tensor};
 use super::raster::{interpolate, Raster};
 use crate::PipelineError;
 
-/// A float RGB texture, row-major, values in [0, 255] after [`scale_colours`].
+/// A float RGB texture, row-major, values in `[0, 255]` once the colours are scaled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FloatTexture {
     /// Texels per row.

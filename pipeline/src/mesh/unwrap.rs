@@ -148,9 +148,9 @@ fn grow_charts(mesh: &Mesh, geo: &FaceGeometry) -> Vec<Vec<u32>> {
         charts.push(faces);
     }
     // Tiny faces no chart reached (isolated slivers) get one each.
-    for f in 0..mesh.faces.len() {
-        if chart_of[f] == u32::MAX {
-            chart_of[f] = charts.len() as u32;
+    for (f, chart) in chart_of.iter_mut().enumerate() {
+        if *chart == u32::MAX {
+            *chart = charts.len() as u32;
             charts.push(vec![f as u32]);
         }
     }

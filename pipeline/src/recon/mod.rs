@@ -305,7 +305,7 @@ impl Heads {
 }
 
 /// A `[K, 3]` tensor (any device) as host rows, e.g. FlexiCubes' vertices and faces for
-/// [`mesh::clean`].
+/// [`mesh::clean()`].
 pub fn to_rows<T: tch::kind::Element + Copy + Default>(t: &Tensor) -> Result<Vec<[T; 3]>, PipelineError> {
     let flat = Vec::<T>::try_from(t.to_device(Device::Cpu).contiguous().view([-1]))?;
     Ok(flat.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect())

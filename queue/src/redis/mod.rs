@@ -11,10 +11,10 @@
 //!   reply) goes back the way a dead worker's would; an ending it could not write is retried
 //!   in the background until it lands (`lease.rs`).
 //! - **Claim-check.** Image and parts live under their own keys with a TTL; pub/sub carries
-//!   only small notices ([`notice`]) to one channel per gateway process, read by one
-//!   dedicated connection ([`subscriber`]) and fanned out to the jobs in-process.
+//!   only small notices (`notice`) to one channel per gateway process, read by one
+//!   dedicated connection (`subscriber`) and fanned out to the jobs in-process.
 //! - **Ordered, exactly-once parts.** Parts carry their protocol position; a per-job pump in
-//!   the gateway ([`pump`]) forwards strictly in order, drops a retry's duplicates, and
+//!   the gateway (`pump`) forwards strictly in order, drops a retry's duplicates, and
 //!   re-reads the job's stored state after a pub/sub reconnect (and periodically), so a missed
 //!   notice delays a part, never loses it.
 //! - **Nobody waits, no GPU spent.** Each job has a "client alive" key refreshed by its
@@ -27,7 +27,7 @@
 //!
 //! Key names: [`Keys`]. Lua scripts: `lua/*.lua`. Redis Cluster is not supported (the
 //! scripts touch a job's keys and the shared lists together). One server or a Sentinel-watched
-//! master: [`connect`].
+//! master: `connect`.
 
 mod connect;
 mod gateway;
@@ -99,7 +99,7 @@ impl RedisConfig {
         RedisConfig {
             url: url.into(),
             prefix: prefix.into(),
-            max_queue_len: 100,
+            max_queue_len: crate::DEFAULT_MAX_QUEUE,
             heartbeat_ttl: Duration::from_secs(10),
             client_ttl: Duration::from_secs(10),
             max_attempts: 3,
@@ -140,7 +140,7 @@ impl Shared {
             .set_connection_timeout(Some(cfg.connect_timeout));
         let target = connect::Target::parse(&cfg.url, cfg.connect_timeout)
             .map(Arc::new)
-            .map_err(|e| QueueError::Backend(format!("bad Redis URL: {e}")))?;
+            .map_err(QueueError::BadUrl)?;
         let manager = connect::Manager::new(target.clone(), conn_cfg);
         let pool = connect::Pool::builder(manager)
             .max_size(cfg.pool_size)
@@ -160,13 +160,13 @@ impl Shared {
 
     /// A pooled command connection.
     pub async fn conn(&self) -> Result<connect::Conn, QueueError> {
-        self.pool.get().await.map_err(|e| QueueError::Backend(format!("Redis connection: {e}")))
+        Ok(self.pool.get().await?)
     }
 }
 
-/// Maps a Redis error into the queue's error type.
-pub(crate) fn backend(e: impl std::fmt::Display) -> QueueError {
-    QueueError::Backend(e.to_string())
+/// Maps a Redis error into the queue's error type, keeping it.
+pub(crate) fn backend(e: redis::RedisError) -> QueueError {
+    QueueError::Redis(e)
 }
 
 /// A process id unique per boot: host, pid and a random part (a restarted worker with the

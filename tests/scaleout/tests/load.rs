@@ -230,12 +230,12 @@ async fn two_hundred_clients_through_nginx() {
     println!("| unloaded, through nginx + gateway + Redis: end to end {}", cells(&unloaded_e2e));
     println!(
         "| unloaded overhead: end to end - the job's own duration ({job_unloaded:.0} ms) {}",
-        cells(&minus(unloaded_e2e.clone(), job_unloaded))
+        cells(&minus(unloaded_e2e, job_unloaded))
     );
     println!("| unloaded, standalone baseline (no nginx, no Redis): end to end {}", cells(&base_e2e));
     println!(
         "| unloaded baseline overhead: end to end - its job's duration ({job_base:.0} ms) {}",
-        cells(&minus(base_e2e.clone(), job_base))
+        cells(&minus(base_e2e, job_base))
     );
     println!("| loaded: end to end {}", cells(&e2e(&done)));
     println!("| loaded: waiting (sent -> first progress) {}", cells(&waiting));

@@ -72,7 +72,7 @@ async fn queued_jobs_complete_across_a_redis_restart() {
     for (i, task) in tasks.into_iter().enumerate() {
         let Outcome { started, events, end } = task.await.unwrap();
         // Not seen running before the restart: it was waiting in Redis (or being taken).
-        let was_waiting = !started.is_some_and(|t| t <= restart);
+        let was_waiting = started.is_none_or(|t| t > restart);
         match end {
             Ok(()) => {
                 check_complete(&events, Some(colour(i)));

@@ -23,10 +23,11 @@ use futures::{SinkExt, StreamExt};
 use img3d_gateway::{Gateway, GatewayConfig};
 use img3d_protocol::PartName;
 use img3d_queue::redis::{RedisConfig, RedisJobQueue, RedisWorkQueue};
+use img3d_queue::Failure;
 use img3d_queue::{QueueProbe, WorkQueue};
 use img3d_service::{Health, Metrics, Shutdown};
 use img3d_worker::standalone::Loader;
-use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+use img3d_worker::{JobRunner, JobSink};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Returns the same three parts at once.
@@ -34,13 +35,13 @@ pub struct Fixed {
     pub parts: [Vec<u8>; 3],
 }
 
-impl Pipeline for Fixed {
+impl JobRunner for Fixed {
     fn run(
         &self,
         _image: &[u8],
         _options: &img3d_protocol::JobOptions,
         sink: &mut dyn JobSink,
-    ) -> Result<(), PipelineFailure> {
+    ) -> Result<(), Failure> {
         for (name, bytes) in
             [PartName::PixelImages, PartName::XyzImages, PartName::Output3d].into_iter().zip(&self.parts)
         {
@@ -105,7 +106,7 @@ pub fn input_png() -> Arc<Vec<u8>> {
 pub fn run_child_role() -> bool {
     let Ok(role) = std::env::var("IMG3D_BENCH_ROLE") else { return false };
     let kind = std::env::var("IMG3D_BENCH_PARTS").unwrap_or_default();
-    let pipeline: Arc<dyn Pipeline> = Arc::new(Fixed { parts: parts(&kind) });
+    let pipeline: Arc<dyn JobRunner> = Arc::new(Fixed { parts: parts(&kind) });
     let load: Loader = Box::new(move || Ok(pipeline));
     let redis = || {
         let url = std::env::var("IMG3D_BENCH_REDIS").expect("IMG3D_BENCH_REDIS");

@@ -9,7 +9,8 @@ use image::{imageops, DynamicImage, ImageFormat, RgbImage};
 use img3d_pipeline::mesh::glb::glb_bytes;
 use img3d_pipeline::mesh::TexturedMesh;
 use img3d_protocol::{FailureCode, JobOptions, PartName, ProgressStage};
-use img3d_worker::{JobSink, Pipeline, PipelineFailure};
+use img3d_queue::Failure;
+use img3d_worker::{JobRunner, JobSink};
 
 /// Width and height of one view, as the real pipeline's.
 const VIEW: u32 = 256;
@@ -27,20 +28,20 @@ pub struct PlaceholderPipeline {
 
 impl PlaceholderPipeline {
     /// Waits `d`, checking for cancellation every 10 ms like a diffusion loop between steps.
-    fn work(&self, sink: &mut dyn JobSink, stage: ProgressStage, d: Duration) -> Result<(), PipelineFailure> {
+    fn work(&self, sink: &mut dyn JobSink, stage: ProgressStage, d: Duration) -> Result<(), Failure> {
         let start = Instant::now();
         let total = 10;
         for step in 0..total {
             sink.progress(stage, step, total);
             while start.elapsed() < d * (step + 1) / total {
                 if sink.is_cancelled() {
-                    return Err(PipelineFailure::cancelled());
+                    return Err(Failure::cancelled());
                 }
                 std::thread::sleep(Duration::from_millis(10).min(d / total + Duration::from_millis(1)));
             }
         }
         if sink.is_cancelled() {
-            return Err(PipelineFailure::cancelled());
+            return Err(Failure::cancelled());
         }
         Ok(())
     }
@@ -128,11 +129,10 @@ pub fn cube_glb(texture: &RgbImage) -> Vec<u8> {
     glb_bytes(&cube, &png(texture)).expect("a GLB of the cube")
 }
 
-impl Pipeline for PlaceholderPipeline {
-    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), PipelineFailure> {
-        let input = image::load_from_memory(image).map_err(|e| {
-            PipelineFailure::new(FailureCode::InvalidImage, format!("cannot decode the image: {e}"))
-        })?;
+impl JobRunner for PlaceholderPipeline {
+    fn run(&self, image: &[u8], options: &JobOptions, sink: &mut dyn JobSink) -> Result<(), Failure> {
+        let input = image::load_from_memory(image)
+            .map_err(|e| Failure::new(FailureCode::InvalidImage, format!("cannot decode the image: {e}")))?;
         let square = DynamicImage::ImageRgb8(input.to_rgb8())
             .resize_exact(VIEW, VIEW, imageops::FilterType::Triangle)
             .to_rgb8();

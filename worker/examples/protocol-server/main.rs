@@ -23,7 +23,7 @@ use img3d_queue::redis::RedisWorkQueue;
 use img3d_queue::{QueueProbe, WorkQueue};
 use img3d_service::{Metrics, RedisOptions, Shutdown};
 use img3d_worker::standalone::{serve_queue_worker, serve_standalone, Loader};
-use img3d_worker::Pipeline;
+use img3d_worker::JobRunner;
 
 /// img3d protocol test server: real gateway, queue and worker; placeholder parts, NO model.
 #[derive(Debug, Parser)]
@@ -68,7 +68,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("protocol-server: TEST DOUBLE — {}", pipeline.describe());
     let shutdown = Shutdown::new();
     shutdown.on_signals(cli.gateway.drain_deadline);
-    let load: Loader = Box::new(move || Ok(Arc::new(pipeline) as Arc<dyn Pipeline>));
+    let load: Loader = Box::new(move || Ok(Arc::new(pipeline) as Arc<dyn JobRunner>));
     let metrics = Arc::new(Metrics::new());
     match &cli.redis {
         Some(url) => {

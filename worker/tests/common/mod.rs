@@ -14,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use img3d_gateway::GatewayConfig;
 use img3d_service::{Metrics, Shutdown};
 use img3d_worker::standalone::serve_standalone;
-use img3d_worker::Pipeline;
+use img3d_worker::JobRunner;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -32,7 +32,7 @@ pub struct Server {
 }
 
 /// Starts gateway + in-process queue + worker loop around `pipeline` on 127.0.0.1:0.
-pub async fn start(config: GatewayConfig, pipeline: Arc<dyn Pipeline>) -> Server {
+pub async fn start(config: GatewayConfig, pipeline: Arc<dyn JobRunner>) -> Server {
     start_loading(config, Box::new(move || Ok(pipeline))).await
 }
 
@@ -47,7 +47,7 @@ pub async fn start_loading(config: GatewayConfig, load: img3d_worker::standalone
 }
 
 /// The placeholder double with `delay_ms` per job.
-pub fn placeholder(delay_ms: u64) -> Arc<dyn Pipeline> {
+pub fn placeholder(delay_ms: u64) -> Arc<dyn JobRunner> {
     Arc::new(double::PlaceholderPipeline { delay: Duration::from_millis(delay_ms), output_bytes: 0 })
 }
 
@@ -232,20 +232,20 @@ impl Gate {
     }
 }
 
-impl Pipeline for Gate {
+impl JobRunner for Gate {
     fn run(
         &self,
         image: &[u8],
         options: &img3d_protocol::JobOptions,
         sink: &mut dyn img3d_worker::JobSink,
-    ) -> Result<(), img3d_worker::PipelineFailure> {
+    ) -> Result<(), img3d_queue::Failure> {
         use std::sync::atomic::Ordering::SeqCst;
         self.started.lock().unwrap().push(image.to_vec());
         self.options.lock().unwrap().push(options.clone());
         loop {
             if sink.is_cancelled() {
                 self.cancelled.fetch_add(1, SeqCst);
-                return Err(img3d_worker::PipelineFailure::cancelled());
+                return Err(img3d_queue::Failure::cancelled());
             }
             if self.permits.fetch_update(SeqCst, SeqCst, |p| p.checked_sub(1)).is_ok() {
                 break;
