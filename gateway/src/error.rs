@@ -9,10 +9,10 @@ pub enum ClientError {
     /// A text frame arrived where the protocol expects an image.
     #[error("expected one binary frame holding an image file, got a text frame")]
     TextFrame,
-    /// An image (or text) arrived while this connection's job runs.
+    /// An image arrived while this connection's job runs and another image already waits.
     #[error(
-        "a job is already running on this connection: send the next image after its completed or \
-         failed status (this extra message was ignored)"
+        "a job is running on this connection and one image already waits behind it: send the next \
+         image after a completed or failed status (this one was dropped)"
     )]
     JobRunning,
     /// An option (on the connection's query or in the options message before the image) is
@@ -40,6 +40,14 @@ pub enum ClientError {
         /// The configured limit.
         limit: u64,
     },
+    /// The header announces a bitmap larger than the gateway's whole memory budget.
+    #[error("the image decodes to {bytes} bytes, more than this server can hold ({limit} bytes); send a smaller image")]
+    DecodesTooLarge {
+        /// Decoded size from the header.
+        bytes: u64,
+        /// The memory budget.
+        limit: u64,
+    },
     /// Not a known image format.
     #[error("the data is not an image file this server reads (PNG, JPEG, WebP, GIF, BMP or TIFF)")]
     UnknownFormat,
@@ -57,8 +65,8 @@ pub enum ClientError {
     /// The queue is full (the message says so and to retry later).
     #[error("{0}")]
     Busy(String),
-    /// Something went wrong inside the gateway (details in its log).
-    #[error("internal error while checking the image; retry")]
+    /// Something went wrong inside the service (details in its log, with the job id).
+    #[error("internal error on the server (logged there); retry")]
     Internal,
 }
 
@@ -72,7 +80,9 @@ impl ClientError {
             ClientError::Empty | ClientError::UnknownFormat | ClientError::Corrupt { .. } => {
                 FailureCode::InvalidImage
             }
-            ClientError::TooLarge { .. } | ClientError::TooManyPixels { .. } => FailureCode::TooLarge,
+            ClientError::TooLarge { .. }
+            | ClientError::TooManyPixels { .. }
+            | ClientError::DecodesTooLarge { .. } => FailureCode::TooLarge,
             ClientError::Unavailable(_) => FailureCode::Unavailable,
             ClientError::Busy(_) => FailureCode::Busy,
             ClientError::Internal => FailureCode::Internal,
@@ -96,6 +106,10 @@ impl From<img3d_queue::SubmitError> for ClientError {
 
 impl From<img3d_service::health::Unavailable> for ClientError {
     fn from(e: img3d_service::health::Unavailable) -> Self {
-        ClientError::Unavailable(e.to_string())
+        // The component, not its error (paths, devices): that is in the log.
+        ClientError::Unavailable(format!(
+            "this server cannot run jobs (its {} failed to start); retry on another server",
+            e.component
+        ))
     }
 }

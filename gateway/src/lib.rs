@@ -6,16 +6,21 @@
 //! [`img3d_queue::JobQueue`] and call [`serve`] with a bound listener (tests bind
 //! `127.0.0.1:0` and call the same function as production).
 
+mod access;
+mod budget;
 mod config;
 mod error;
 pub mod page;
+mod quota;
 mod server;
 mod session;
+mod transport;
 pub mod validate;
 
 // The sessions' shared process plumbing, in scope crate-wide as `crate::Metrics` etc.
 use img3d_service::{Health, Metrics, Shutdown};
 
-pub use config::{parse_bytes, GatewayConfig};
+pub use access::ApiKeys;
+pub use config::{parse_bytes, parse_count, parse_duration, parse_size, GatewayConfig};
 pub use error::ClientError;
 pub use server::{app, serve, Gateway};

@@ -19,8 +19,8 @@ struct Cli {
     #[arg(long, env = "IMG3D_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
 
-    /// Redis URL of the job queue shared with the workers: redis://[:PASSWORD@]HOST:PORT[/DB],
-    /// or rediss:// for TLS; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+    /// Redis URL of the job queue shared with the workers: `redis://[:PASSWORD@]HOST:PORT[/DB]`,
+    /// or rediss:// for TLS; `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`
     /// for the master of a Sentinel group (found again after a failover).
     #[arg(long, env = "IMG3D_REDIS")]
     redis: String,

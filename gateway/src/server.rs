@@ -1,14 +1,13 @@
 //! The gateway: the `/generate3d` WebSocket endpoint plus the operational routes, and `serve`.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
 use img3d_protocol::{ClientOptions, JobOptions, ENDPOINT_PATH};
 use img3d_queue::{JobQueue, QueueProbe};
@@ -17,7 +16,14 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
+use crate::access::{Access, Denied};
+use crate::budget::MemoryBudget;
+use crate::quota::{Kind, Quotas};
+use crate::transport::{ClientListener, Peer};
 use crate::{GatewayConfig, Health, Metrics, Shutdown};
+
+/// Initial WebSocket read buffer per connection, bytes.
+const READ_BUFFER: usize = 4 << 10;
 
 /// Everything a gateway's sessions share.
 pub struct Gateway {
@@ -29,6 +35,12 @@ pub struct Gateway {
     /// Bounds concurrent image decodes to the CPUs, so a burst of uploads cannot starve the
     /// runtime's blocking pool or memory.
     pub(crate) decoders: Arc<Semaphore>,
+    /// `--memory-budget`: decodes and outgoing parts.
+    pub(crate) budget: MemoryBudget,
+    /// Keys, origins, client identity.
+    access: Access,
+    /// Per-client connections and waiting jobs.
+    pub(crate) quotas: Arc<Quotas>,
     tracker: TaskTracker,
     next_connection: AtomicU64,
 }
@@ -50,7 +62,19 @@ impl Gateway {
         shutdown: Shutdown,
     ) -> Arc<Self> {
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        if let Some(keys) = &config.api_keys {
+            tracing::info!(keys = keys.len(), "API keys required");
+            keys.reload_on_sighup();
+        }
+        let access = Access {
+            keys: config.api_keys.clone(),
+            origins: config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_owned()).collect(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        };
         Arc::new(Gateway {
+            budget: MemoryBudget::new(config.memory_budget),
+            access,
+            quotas: Quotas::new(config.max_connections_per_client, config.max_queued_per_client),
             connections: Arc::new(Semaphore::new(config.max_connections)),
             decoders: Arc::new(Semaphore::new(cpus)),
             ops: Arc::new(Ops {
@@ -94,30 +118,54 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Res
         tracker.close();
         tracker.wait().await;
     };
-    // No Nagle: a part's announcement and bytes, and the final status, are small writes that
-    // would otherwise wait for the client's delayed ACK (40 ms per job on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app(gateway).into_make_service_with_connect_info::<SocketAddr>())
+    let listener = ClientListener::new(listener);
+    axum::serve(listener, app(gateway).into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(stop)
         .await
 }
 
+/// Checks, in order: draining (503), origin (403), API key (401), the client's connection
+/// quota (429), the server's connection limit (503); then upgrades. All of it before the
+/// upgrade extractor is looked at, so a plain GET without a key gets 401 too (a web page asks
+/// for a key on that).
 async fn ws_handler(
     State(gw): State<Arc<Gateway>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
-    upgrade: WebSocketUpgrade,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if gw.shutdown.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; connect to another one\n")
             .into_response();
     }
+    let client = match gw.access.admit(&headers, query.as_deref(), peer.addr.ip()) {
+        Ok(client) => client,
+        Err(Denied::Unauthorized) => {
+            tracing::info!(peer = %peer.addr, "refused: no valid API key");
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "an API key is needed: send `Authorization: Bearer KEY` or add `?key=KEY`\n",
+            )
+                .into_response();
+        }
+        Err(Denied::Origin(origin)) => {
+            tracing::info!(peer = %peer.addr, %origin, "refused: origin not allowed");
+            return (StatusCode::FORBIDDEN, "this origin may not use this server\n").into_response();
+        }
+    };
+    let Some(slot) = gw.quotas.take(client, Kind::Connection) else {
+        tracing::info!(peer = %peer.addr, ?client, "refused: the client holds its connection quota");
+        return (StatusCode::TOO_MANY_REQUESTS, "busy: this client holds as many connections as allowed\n")
+            .into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
     let Ok(permit) = gw.connections.clone().try_acquire_owned() else {
-        tracing::warn!(%peer, limit = gw.config.max_connections, "connection refused: at the limit");
+        tracing::warn!(peer = %peer.addr, limit = gw.config.max_connections, "connection refused: at the limit");
         return (StatusCode::SERVICE_UNAVAILABLE, "too many connections; retry later\n").into_response();
     };
     let options = ClientOptions::from_query(query.as_deref());
@@ -127,7 +175,20 @@ async fn ws_handler(
     let id = gw.next_connection.fetch_add(1, Ordering::Relaxed);
     let limit = gw.config.transport_limit();
     let tracker = gw.tracker.clone();
-    upgrade.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        tracker.track_future(crate::session::run(socket, gw, options, job_options, peer, id, permit))
-    })
+    // A small read buffer: it is allocated up front for every connection (the library's
+    // default, 128 KiB, made an idle connection cost 131 KiB); a large image grows it while it
+    // arrives.
+    upgrade.max_message_size(limit).max_frame_size(limit).read_buffer_size(READ_BUFFER).on_upgrade(
+        move |socket| {
+            tracker.track_future(crate::session::run(
+                socket,
+                gw,
+                options,
+                job_options,
+                peer,
+                id,
+                (permit, slot),
+            ))
+        },
+    )
 }

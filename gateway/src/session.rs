@@ -1,13 +1,21 @@
 //! One WebSocket connection: a stream of jobs, one at a time.
 //!
 //! `Idle` --binary frame--> `processing`, validate, submit --events--> parts in order -->
-//! `completed`/`failed` --> `Idle`. An options message in `Idle` sets the next job's options
-//! (over the query's) and is not answered. Each part's announcement and its binary frame are sent
-//! back to back, and messages from the client are only handled between whole parts, so an
-//! extra image never lands inside the running job's stream.
+//! `completed`/`failed` --> `Idle`. An options message sets the next job's options (over the
+//! query's) and is not answered. Each part's announcement and its binary frame are sent back to
+//! back. What the client sends during a job waits in a small backlog and is answered after the
+//! job, in arrival order, as the original server did by reading the next frame only then: the
+//! first image becomes the next job (with an options message sent before it), anything else
+//! gets its `failed`. Nothing is ever written inside a running job's stream.
+//!
+//! Every send is bounded (`--send-timeout`, more for a large part at `--min-send-rate`) and
+//! gives up when the drain deadline passes, so a client that stops reading can hold neither
+//! its slot nor the shutdown. Liveness counts bytes moving either way ([`Activity`]), so a
+//! slow upload or download is not taken for a dead peer.
 
-use std::net::SocketAddr;
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
@@ -17,13 +25,26 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
 
-use crate::validate::{validate, ImageLimits, ValidImage};
+use crate::access::ClientId;
+use crate::budget::{self, NoRoom};
+use crate::quota::{Kind, Slot};
+use crate::transport::{Activity, Peer};
+use crate::validate::{inspect, validate, ImageLimits, ValidImage};
 use crate::{ClientError, Gateway};
 
 /// Close codes (RFC 6455 section 7.4.1).
 const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+
+/// How long the last words to a client that is being let go (a `failed`, a close frame) may
+/// take: short, because the connection ends whatever the client does.
+const LAST_WORDS: Duration = Duration::from_secs(2);
+
+/// Most messages held during a job (one image, the rest answered `failed` after it). A client
+/// that sends more without waiting for answers is closed: holding its refusals is unbounded.
+const MAX_BACKLOG: usize = 8;
 
 /// Why a connection ended (for the log, through `Debug`).
 #[derive(Debug)]
@@ -35,6 +56,10 @@ enum End {
     Broken(String),
     /// Nothing, not even a pong, came back within the ping timeout.
     DeadPeer,
+    /// The client did not take a message within its send limit (it stopped reading).
+    SendTimeout(Duration),
+    /// More messages during a job than the backlog holds.
+    Flooding,
     /// No image within the idle timeout.
     Idle,
     /// The server is shutting down.
@@ -54,30 +79,49 @@ enum Incoming {
     Broken(String),
 }
 
+/// A message that arrived during a job, answered after it.
+enum Waiting {
+    /// The next job.
+    Image(Bytes),
+    /// Options for the image after it (answered with that job if they are bad).
+    Options(Result<JobOptions, OptionError>),
+    /// Gets this `failed`.
+    Refused(ClientError),
+}
+
 struct Session {
     ws: WebSocket,
     gw: Arc<Gateway>,
+    /// Whom its jobs count against.
+    client: ClientId,
     options: ClientOptions,
     /// The job options of the connection's query (an error fails every job of it).
     query_options: Result<JobOptions, OptionError>,
     /// The options message received since the last image, for the next job only.
     next_options: Option<Result<JobOptions, OptionError>>,
-    /// Last time anything arrived from the client (pongs included).
-    last_heard: Instant,
+    /// When bytes last moved on the connection.
+    activity: Arc<Activity>,
     ping: Interval,
+    /// When the ping not yet answered went out (an [`Activity::now`] stamp).
+    ping_sent: Option<u64>,
+    /// What arrived during the running job, in order.
+    backlog: VecDeque<Waiting>,
+    /// The read side failed for good (a frame over the limit): answer the backlog, then close.
+    unreadable: bool,
 }
 
-/// Serves one upgraded connection until it ends. Holds `permit` (a connection slot) meanwhile.
+/// Serves one upgraded connection until it ends. Holds `slots` (the server's and the client's
+/// connection slot) meanwhile.
 pub(crate) async fn run(
     ws: WebSocket,
     gw: Arc<Gateway>,
     options: ClientOptions,
     query_options: Result<JobOptions, OptionError>,
-    peer: SocketAddr,
+    peer: Peer,
     id: u64,
-    permit: OwnedSemaphorePermit,
+    slots: (OwnedSemaphorePermit, Slot),
 ) {
-    let span = tracing::info_span!("conn", id, %peer, progress = options.progress_events);
+    let span = tracing::info_span!("conn", id, peer = %peer.addr, progress = options.progress_events);
     async move {
         let metrics = gw.metrics().clone();
         metrics.connected_clients.inc();
@@ -85,12 +129,23 @@ pub(crate) async fn run(
         let period = gw.config.ping_interval;
         let mut ping = interval_at(Instant::now() + period, period);
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut session =
-            Session { ws, gw, options, query_options, next_options: None, last_heard: Instant::now(), ping };
+        let mut session = Session {
+            ws,
+            gw,
+            client: slots.1.client(),
+            options,
+            query_options,
+            next_options: None,
+            activity: peer.activity,
+            ping,
+            ping_sent: None,
+            backlog: VecDeque::new(),
+            unreadable: false,
+        };
         let end = session.serve().await;
         tracing::info!(?end, "connection ended");
         metrics.connected_clients.dec();
-        drop(permit);
+        drop(slots);
     }
     .instrument(span)
     .await
@@ -99,7 +154,7 @@ pub(crate) async fn run(
 impl Session {
     async fn serve(&mut self) -> End {
         loop {
-            let image = match self.wait_for_image().await {
+            let image = match self.next_image().await {
                 Ok(image) => image,
                 Err(end) => return end,
             };
@@ -107,15 +162,72 @@ impl Session {
                 return end;
             }
             if self.gw.shutdown.is_draining() {
-                self.close(CLOSE_GOING_AWAY, "server shutting down").await;
-                return End::Draining;
+                return self.answer_backlog_and_leave().await;
             }
         }
     }
 
+    /// The next image: the one waiting since the last job, or the next to arrive. Refusals
+    /// that arrived before it are answered first, in order.
+    async fn next_image(&mut self) -> Result<Bytes, End> {
+        loop {
+            while let Some(waiting) = self.backlog.pop_front() {
+                match waiting {
+                    Waiting::Image(image) => return Ok(image),
+                    Waiting::Options(options) => self.next_options = Some(options),
+                    Waiting::Refused(e) => self.refuse(e).await?,
+                }
+            }
+            if self.unreadable {
+                self.close(CLOSE_TOO_BIG, "message too big").await;
+                return Err(End::TooBig);
+            }
+            if let Some(image) = self.wait_for_image().await? {
+                return Ok(image);
+            }
+        }
+    }
+
+    /// Draining after a job: what waits is refused (retry elsewhere), then the connection
+    /// closes.
+    async fn answer_backlog_and_leave(&mut self) -> End {
+        while let Some(waiting) = self.backlog.pop_front() {
+            let e = match waiting {
+                Waiting::Image(_) => ClientError::Unavailable(
+                    "the server is shutting down; retry on another server or later".into(),
+                ),
+                Waiting::Refused(e) => e,
+                Waiting::Options(_) => continue,
+            };
+            if let Err(end) = self.refuse(e).await {
+                return end;
+            }
+        }
+        self.close(CLOSE_GOING_AWAY, "server shutting down").await;
+        End::Draining
+    }
+
+    /// Holds a message that arrived during a job, to answer after it: at most one image
+    /// becomes the next job.
+    async fn hold(&mut self, waiting: Waiting) -> Result<(), End> {
+        if self.backlog.len() >= MAX_BACKLOG {
+            tracing::info!(held = self.backlog.len(), "too many messages during a job; closing");
+            self.close(CLOSE_POLICY, "too many messages without waiting for answers").await;
+            return Err(End::Flooding);
+        }
+        let waiting = match waiting {
+            Waiting::Image(_) if self.backlog.iter().any(|w| matches!(w, Waiting::Image(_))) => {
+                Waiting::Refused(ClientError::JobRunning)
+            }
+            other => other,
+        };
+        self.backlog.push_back(waiting);
+        Ok(())
+    }
+
     /// Waits for the next image, answering text frames, keeping the connection alive, and
-    /// ending it on idleness or drain.
-    async fn wait_for_image(&mut self) -> Result<Bytes, End> {
+    /// ending it on idleness or drain. `None`: something joined the backlog instead.
+    async fn wait_for_image(&mut self) -> Result<Option<Bytes>, End> {
         let idle_until = Instant::now() + self.gw.config.idle_timeout;
         let drain = self.gw.shutdown.drain().clone();
         loop {
@@ -130,7 +242,7 @@ impl Session {
                 }
                 _ = self.ping.tick() => self.keepalive().await?,
                 msg = self.ws.recv() => match self.incoming(msg) {
-                    Incoming::Image(bytes) => return Ok(bytes),
+                    Incoming::Image(bytes) => return Ok(Some(bytes)),
                     Incoming::Text(text) => match JobOptions::from_message(&text) {
                         // Answered with the job it belongs to (one `failed` per job).
                         Some(options) => self.next_options = Some(options),
@@ -138,7 +250,10 @@ impl Session {
                     },
                     Incoming::Control => {}
                     Incoming::Closed => return Err(End::ClientClosed),
-                    Incoming::TooBig(size) => return Err(self.too_big(size).await),
+                    Incoming::TooBig(size) => {
+                        self.too_big(size);
+                        return Ok(None);
+                    }
                     Incoming::Broken(e) => return Err(End::Broken(e)),
                 },
             }
@@ -150,17 +265,26 @@ impl Session {
         let received = Instant::now();
         let options = self.take_options();
         self.send(&ServerMessage::processing()).await?;
+        // Counted as waiting from before validation until a worker starts it.
         let result = match options {
-            Ok(options) => match admit(&self.gw, image).await {
-                Ok(valid) => submit(&self.gw, valid, options, received).await,
-                Err(e) => Err(e),
-            },
             Err(e) => Err(ClientError::BadOption(e)),
+            Ok(options) => match self.gw.quotas.take(self.client, Kind::Queued) {
+                None => Err(ClientError::Busy(
+                    "this client has as many jobs waiting as the server allows; retry when one has started"
+                        .into(),
+                )),
+                Some(waiting) => match admit(&self.gw, image).await {
+                    Ok(valid) => {
+                        submit(&self.gw, valid, options, received).await.map(|handle| (handle, waiting))
+                    }
+                    Err(e) => Err(e),
+                },
+            },
         };
         match result {
-            Ok(handle) => {
+            Ok((handle, waiting)) => {
                 let span = tracing::info_span!("job", id = %handle.id());
-                self.forward(handle, received).instrument(span).await
+                self.forward(handle, waiting, received).instrument(span).await
             }
             Err(e) => {
                 tracing::info!(code = %e.code(), reason = %e, "image refused");
@@ -170,41 +294,65 @@ impl Session {
         }
     }
 
-    /// Forwards the job's events in protocol order while watching the client.
-    async fn forward(&mut self, mut handle: JobHandle, received: Instant) -> Result<(), End> {
+    /// Forwards the job's events in protocol order while watching the client. Dropping the
+    /// handle on an early return cancels the job.
+    async fn forward(&mut self, handle: JobHandle, waiting: Slot, received: Instant) -> Result<(), End> {
+        let result = self.forward_events(handle, Some(waiting), received).await;
+        match &result {
+            Err(End::Draining) => {
+                let e = ClientError::Unavailable(
+                    "the server is shutting down and stopped this job; retry".into(),
+                );
+                self.gw.metrics().job_ended(Some(e.code()), received.elapsed().as_secs_f64());
+                if self.last_words(Message::Text(e.to_message().to_json().into())).await {
+                    self.close(CLOSE_GOING_AWAY, "server shutting down").await;
+                }
+            }
+            Err(End::SendTimeout(limit)) => {
+                tracing::info!(?limit, "the client stopped reading; closing and cancelling its job");
+                self.gw.metrics().job_ended(Some(FailureCode::Timeout), received.elapsed().as_secs_f64());
+                self.close(CLOSE_POLICY, "not reading: send timed out").await;
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// `waiting` counts the job against the client's queue quota until a worker starts it.
+    async fn forward_events(
+        &mut self,
+        mut handle: JobHandle,
+        mut waiting: Option<Slot>,
+        received: Instant,
+    ) -> Result<(), End> {
         let force = self.gw.shutdown.force().clone();
         loop {
             tokio::select! {
                 biased;
-                _ = force.cancelled() => {
-                    let e = ClientError::Unavailable(
-                        "the server is shutting down and stopped this job; retry".into(),
-                    );
-                    self.gw.metrics().job_ended(Some(e.code()), received.elapsed().as_secs_f64());
-                    let _ = self.send(&e.to_message()).await;
-                    self.close(CLOSE_GOING_AWAY, "server shutting down").await;
-                    return Err(End::Draining); // dropping the handle cancels the job
-                }
+                _ = force.cancelled() => return Err(End::Draining),
                 event = handle.next_event() => {
                     let Some(event) = event else { return Ok(()) };
+                    if matches!(event, JobEvent::Started) {
+                        drop(waiting.take());
+                    }
                     if self.forward_event(event, received).await? {
                         return Ok(());
                     }
                 }
                 _ = self.ping.tick() => self.keepalive().await?,
-                msg = self.ws.recv() => match self.incoming(msg) {
-                    Incoming::Image(_) | Incoming::Text(_) => self.refuse(ClientError::JobRunning).await?,
+                msg = self.ws.recv(), if !self.unreadable => match self.incoming(msg) {
+                    Incoming::Image(image) => self.hold(Waiting::Image(image)).await?,
+                    Incoming::Text(text) => match JobOptions::from_message(&text) {
+                        Some(options) => self.hold(Waiting::Options(options)).await?,
+                        None => self.hold(Waiting::Refused(ClientError::TextFrame)).await?,
+                    },
                     Incoming::Control => {}
                     Incoming::Closed => {
                         tracing::info!("client left during the job; cancelling it");
                         return Err(End::ClientClosed);
                     }
-                    Incoming::TooBig(_) => {
-                        // The read side is unusable; a `failed` here would read as the running
-                        // job's end, so close with the size code only.
-                        self.close(CLOSE_TOO_BIG, "message too big").await;
-                        return Err(End::TooBig);
-                    }
+                    // The job runs on; its `failed` is sent after it, then the connection closes.
+                    Incoming::TooBig(size) => self.too_big(size),
                     Incoming::Broken(e) => return Err(End::Broken(e)),
                 },
             }
@@ -224,10 +372,29 @@ impl Session {
                 self.send_optional(ServerMessage::Progress { stage, step, total }).await?
             }
             JobEvent::Part(part) => {
+                let len = part.bytes.len();
+                // The WebSocket library copies the part into this connection's write buffer:
+                // that copy comes from the memory budget, reserved before the announcement.
+                // Waiting for room is like a slow link: it may take the part's send limit.
+                let wait = self.gw.config.send_limit(len);
+                let force = self.gw.shutdown.force().clone();
+                let room = tokio::select! {
+                    biased;
+                    _ = force.cancelled() => return Err(End::Draining),
+                    room = self.gw.budget.reserve(len as u64, wait) => room,
+                };
+                let Ok(_room) = room else {
+                    let e = ClientError::Busy(
+                        "the server is short of memory right now; retry in a few seconds".into(),
+                    );
+                    tracing::warn!(part = %part.name, bytes = len, "no room in the memory budget to send a part");
+                    self.send(&e.to_message()).await?;
+                    metrics.job_ended(Some(e.code()), received.elapsed().as_secs_f64());
+                    return Ok(true); // dropping the handle cancels the job
+                };
                 // Announcement and bytes back to back: nothing may come between them.
                 self.send(&ServerMessage::result_part(part.name)).await?;
-                let len = part.bytes.len();
-                self.ws.send(Message::Binary(part.bytes)).await.map_err(|e| End::Broken(e.to_string()))?;
+                self.send_message(Message::Binary(part.bytes), len).await?;
                 tracing::info!(part = %part.name, bytes = len, "part sent");
             }
             JobEvent::Completed => {
@@ -237,7 +404,13 @@ impl Session {
                 return Ok(true);
             }
             JobEvent::Failed(failure) => {
-                self.send(&ServerMessage::failed(failure.code, failure.message.clone())).await?;
+                // An internal failure's message may carry internals (paths, devices, tensor
+                // names): the log keeps it, under this job's id; the client gets a sentence.
+                let told = match failure.code {
+                    FailureCode::Internal => ClientError::Internal.to_string(),
+                    _ => failure.message.clone(),
+                };
+                self.send(&ServerMessage::failed(failure.code, told)).await?;
                 metrics.job_ended(Some(failure.code), received.elapsed().as_secs_f64());
                 tracing::info!(code = %failure.code, reason = %failure.message, "job failed");
                 return Ok(true);
@@ -257,7 +430,6 @@ impl Session {
     }
 
     fn incoming(&mut self, msg: Option<Result<Message, axum::Error>>) -> Incoming {
-        self.last_heard = Instant::now();
         match msg {
             None | Some(Ok(Message::Close(_))) => Incoming::Closed,
             Some(Ok(Message::Binary(bytes))) => Incoming::Image(bytes),
@@ -277,28 +449,63 @@ impl Session {
         self.send(&e.to_message()).await
     }
 
-    /// A message over the transport limit: answer `failed` (best effort) and close.
-    async fn too_big(&mut self, size: u64) -> End {
+    /// A frame over the transport limit, refused from its header: the read side is unusable
+    /// after it, so its `failed` joins the backlog (after the running job, if any) and the
+    /// connection closes once the backlog is answered.
+    fn too_big(&mut self, size: u64) {
         let e = ClientError::TooLarge { size, limit: self.gw.config.max_image_size };
-        tracing::info!(reason = %e, "message over the transport limit; closing");
-        self.gw.metrics().job_ended(Some(FailureCode::TooLarge), 0.0);
-        let _ = self.send(&e.to_message()).await;
-        self.close(CLOSE_TOO_BIG, "message too big").await;
-        End::TooBig
+        tracing::info!(reason = %e, "frame over the transport limit; closing after the answer");
+        self.unreadable = true;
+        self.activity.linger_on_close();
+        // Past any bound on the backlog: this is the last message the connection reads.
+        self.backlog.push_back(Waiting::Refused(e));
     }
 
-    /// Pings the client, or ends the connection if it stopped answering.
+    /// Pings the client, or ends the connection when a ping went unanswered for the ping
+    /// timeout with no bytes moving either way meanwhile (a pong is needed only for a ping that
+    /// is outstanding, and any data is as good as a pong).
     async fn keepalive(&mut self) -> Result<(), End> {
-        let silence = self.last_heard.elapsed();
-        if silence > self.gw.config.ping_interval + self.gw.config.ping_timeout {
-            tracing::info!(?silence, "no answer to pings; closing");
-            return Err(End::DeadPeer);
+        if let Some(sent) = self.ping_sent {
+            if !self.activity.moved_since(sent) {
+                let waited = Duration::from_millis(Activity::now().saturating_sub(sent));
+                if waited > self.gw.config.ping_timeout {
+                    tracing::info!(?waited, "no answer to a ping, nothing moving; closing");
+                    return Err(End::DeadPeer);
+                }
+                return Ok(());
+            }
         }
-        self.ws.send(Message::Ping(Bytes::new())).await.map_err(|e| End::Broken(e.to_string()))
+        self.send_message(Message::Ping(Bytes::new()), 0).await?;
+        self.ping_sent = Some(Activity::now());
+        Ok(())
     }
 
     async fn send(&mut self, msg: &ServerMessage) -> Result<(), End> {
-        self.ws.send(Message::Text(msg.to_json().into())).await.map_err(|e| End::Broken(e.to_string()))
+        let text = msg.to_json();
+        let len = text.len();
+        self.send_message(Message::Text(text.into()), len).await
+    }
+
+    /// Sends one message of `len` bytes within its send limit, giving up when the drain
+    /// deadline passes.
+    async fn send_message(&mut self, msg: Message, len: usize) -> Result<(), End> {
+        let limit = self.gw.config.send_limit(len);
+        let force = self.gw.shutdown.force().clone();
+        tokio::select! {
+            biased;
+            _ = force.cancelled() => Err(End::Draining),
+            sent = tokio::time::timeout(limit, self.ws.send(msg)) => match sent {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(End::Broken(e.to_string())),
+                Err(_) => Err(End::SendTimeout(limit)),
+            },
+        }
+    }
+
+    /// Best effort, within [`LAST_WORDS`]: for a connection that is ending anyway. Whether it
+    /// went out.
+    async fn last_words(&mut self, msg: Message) -> bool {
+        matches!(tokio::time::timeout(LAST_WORDS, self.ws.send(msg)).await, Ok(Ok(())))
     }
 
     /// Sends an opt-in message type only to clients that asked for it.
@@ -311,7 +518,7 @@ impl Session {
 
     async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame { code, reason: reason.into() };
-        let _ = self.ws.send(Message::Close(Some(frame))).await;
+        self.last_words(Message::Close(Some(frame))).await;
     }
 }
 
@@ -325,6 +532,18 @@ async fn admit(gw: &Gateway, image: Bytes) -> Result<ValidImage, ClientError> {
     gw.ops.health.admit()?;
     let limits = ImageLimits { max_bytes: gw.config.max_image_size, max_pixels: gw.config.max_pixels };
     let started = Instant::now();
+    // The bitmap a decode allocates, known from the header before anything is allocated, and
+    // the file beside it, from the memory budget.
+    let header = inspect(&image, limits)?;
+    let need = header.decoded_bytes.saturating_add(image.len() as u64);
+    let _room = gw.budget.reserve(need, budget::WAIT).await.map_err(|e| match e {
+        NoRoom::Never => {
+            ClientError::DecodesTooLarge { bytes: header.decoded_bytes, limit: gw.budget.total() }
+        }
+        NoRoom::Busy => {
+            ClientError::Busy("the server is short of memory right now; retry in a few seconds".into())
+        }
+    })?;
     let _permit = gw.decoders.acquire().await.map_err(|_| ClientError::Internal)?;
     let result = tokio::task::spawn_blocking(move || validate(image, limits)).await.unwrap_or_else(|e| {
         tracing::error!(error = %e, "image validation panicked");

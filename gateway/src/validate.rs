@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use bytes::Bytes;
-use image::{ImageFormat, ImageReader};
+use image::{ImageDecoder, ImageFormat, ImageReader};
 
 use crate::ClientError;
 
@@ -60,26 +60,35 @@ fn format_name(format: ImageFormat) -> String {
     }
 }
 
-/// Checks that `bytes` is one whole image within `limits`. CPU-bound (it decodes the image):
-/// call it from a blocking thread.
-pub fn validate(bytes: Bytes, limits: ImageLimits) -> Result<ValidImage, ClientError> {
+/// What an image's header says, read without decoding it.
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    /// Format from the file signature.
+    pub format: ImageFormat,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Size of the decoded bitmap, bytes (what a full decode allocates).
+    pub decoded_bytes: u64,
+}
+
+/// Reads the header of `bytes` and checks it against `limits`: cheap (no pixel is decoded),
+/// so the gateway can refuse a decompression bomb, and budget the decode, before it allocates.
+pub fn inspect(bytes: &[u8], limits: ImageLimits) -> Result<Header, ClientError> {
     if bytes.is_empty() {
         return Err(ClientError::Empty);
     }
     if bytes.len() as u64 > limits.max_bytes {
         return Err(ClientError::TooLarge { size: bytes.len() as u64, limit: limits.max_bytes });
     }
-    let reader = || {
-        ImageReader::new(Cursor::new(&bytes[..]))
-            .with_guessed_format()
-            .expect("reading from memory cannot fail")
-    };
-    let format = reader().format().ok_or(ClientError::UnknownFormat)?;
+    let reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().expect("reading from memory cannot fail");
+    let format = reader.format().ok_or(ClientError::UnknownFormat)?;
     let corrupt =
         |e: image::ImageError| ClientError::Corrupt { format: format_name(format), reason: e.to_string() };
-
-    // 1. The header alone: refuse a decompression bomb before allocating its bitmap.
-    let (width, height) = reader().into_dimensions().map_err(corrupt)?;
+    let decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
     let pixels = u64::from(width) * u64::from(height);
     if pixels > limits.max_pixels {
         return Err(ClientError::TooManyPixels { width, height, limit: limits.max_pixels });
@@ -87,6 +96,22 @@ pub fn validate(bytes: Bytes, limits: ImageLimits) -> Result<ValidImage, ClientE
     if pixels == 0 {
         return Err(ClientError::Corrupt { format: format_name(format), reason: "it has no pixels".into() });
     }
+    Ok(Header { format, width, height, decoded_bytes: decoder.total_bytes() })
+}
+
+/// Checks that `bytes` is one whole image within `limits`. CPU-bound (it decodes the image):
+/// call it from a blocking thread.
+pub fn validate(bytes: Bytes, limits: ImageLimits) -> Result<ValidImage, ClientError> {
+    // 1. The header alone: refuse a decompression bomb before allocating its bitmap.
+    let Header { format, width, height, .. } = inspect(&bytes, limits)?;
+    let pixels = u64::from(width) * u64::from(height);
+    let reader = || {
+        ImageReader::new(Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .expect("reading from memory cannot fail")
+    };
+    let corrupt =
+        |e: image::ImageError| ClientError::Corrupt { format: format_name(format), reason: e.to_string() };
 
     // 2. A full decode, bounded to what the header announced: truncated and corrupt files fail
     //    here, not on the GPU worker.

@@ -37,7 +37,39 @@ fn help_lists_every_limit() {
         "IMG3D_MAX_ATTEMPTS",
         "IMG3D_REAP_INTERVAL",
         "IMG3D_RESULT_TTL",
+        "IMG3D_SEND_TIMEOUT",
+        "IMG3D_MIN_SEND_RATE",
+        "IMG3D_MEMORY_BUDGET",
+        "IMG3D_API_KEYS",
+        "IMG3D_MAX_CONNECTIONS_PER_CLIENT",
+        "IMG3D_MAX_QUEUED_PER_CLIENT",
+        "IMG3D_TRUSTED_PROXIES",
+        "IMG3D_ALLOWED_ORIGINS",
     ] {
         assert!(help.contains(env), "missing {env}");
+    }
+}
+
+/// Zero durations, sizes and counts are refused at start with a message naming the flag, before
+/// anything runs (a zero ping interval or reap interval used to panic a background task).
+#[test]
+fn nonsense_values_are_refused_naming_the_flag() {
+    for (flag, value) in [
+        ("--ping-interval", "0s"),
+        ("--reap-interval", "0s"),
+        ("--send-timeout", "0ms"),
+        ("--drain-deadline", "-5s"),
+        ("--memory-budget", "0MB"),
+        ("--max-connections", "0"),
+        ("--max-queued-per-client", "0"),
+        ("--trusted-proxies", "10.0.0.0/40"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_img3d-gateway"))
+            .args(["--listen", "127.0.0.1:0", "--redis", "redis://127.0.0.1:1", &format!("{flag}={value}")])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag), "{flag} {value}: {err}");
     }
 }

@@ -89,10 +89,13 @@ impl Health {
         self.components.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Whether a new job may be accepted: refused only when a component failed for good.
+    /// Whether a new job may be accepted: refused only when a component failed for good. The
+    /// reason is logged here; what a client is told is the gateway's to word (never the reason:
+    /// paths, devices, tensor names).
     pub fn admit(&self) -> Result<(), Unavailable> {
         for (component, state) in self.snapshot() {
             if let Component::Failed(reason) = state {
+                tracing::warn!(%component, %reason, "job refused: a component failed");
                 return Err(Unavailable { component, reason });
             }
         }
@@ -156,9 +159,10 @@ async fn readyz(State(ops): State<Arc<Ops>>) -> impl IntoResponse {
                 ready = false;
                 lines.push(format!("{name}: starting: {what}"));
             }
-            Component::Failed(why) => {
+            Component::Failed(_) => {
+                // The reason (paths, devices, tensor names) is in the log, not on a public port.
                 ready = false;
-                lines.push(format!("{name}: failed: {why}"));
+                lines.push(format!("{name}: failed (the reason is in the server log)"));
             }
         }
     }

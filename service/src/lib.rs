@@ -4,6 +4,7 @@
 //! Shared by the gateway and the worker so that a GPU worker does not link the gateway to get
 //! its shutdown, and the gateway does not link libtorch: this crate depends on neither.
 
+pub mod args;
 pub mod health;
 pub mod metrics;
 mod redis_options;

@@ -14,26 +14,26 @@ use img3d_queue::redis::RedisConfig;
 pub struct RedisOptions {
     /// A worker whose heartbeat is this old is presumed dead: its jobs go back to the queue
     /// and run elsewhere (e.g. 10s). The worker beats every quarter of it.
-    #[arg(long, env = "IMG3D_HEARTBEAT_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "IMG3D_HEARTBEAT_TTL", default_value = "10s", value_parser = crate::args::parse_duration)]
     pub heartbeat_ttl: Duration,
 
     /// A job whose gateway has not refreshed its "client alive" key for this long is dropped
     /// (its gateway died): a waiting job never starts, a running one stops (e.g. 10s).
-    #[arg(long, env = "IMG3D_CLIENT_TTL", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "IMG3D_CLIENT_TTL", default_value = "10s", value_parser = crate::args::parse_duration)]
     pub client_ttl: Duration,
 
     /// Runs of a job before it is failed for good (code `internal`): a job that kills its
     /// worker must not kill them all.
-    #[arg(long, env = "IMG3D_MAX_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "IMG3D_MAX_ATTEMPTS", default_value_t = 3, value_parser = crate::args::parse_count::<u32>)]
     pub max_attempts: u32,
 
     /// How often each process looks for dead workers (e.g. 5s).
-    #[arg(long, env = "IMG3D_REAP_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "IMG3D_REAP_INTERVAL", default_value = "5s", value_parser = crate::args::parse_duration)]
     pub reap_interval: Duration,
 
     /// How long result parts may wait in Redis for their gateway (which deletes each one as
     /// soon as it is sent) (e.g. 10m).
-    #[arg(long, env = "IMG3D_RESULT_TTL", default_value = "10m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "IMG3D_RESULT_TTL", default_value = "10m", value_parser = crate::args::parse_duration)]
     pub result_ttl: Duration,
 }
 

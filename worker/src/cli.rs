@@ -27,6 +27,8 @@ pub struct Cli {
 }
 
 /// The modes besides the queue worker.
+// Parsed once at startup and matched once: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Gateway + in-process queue + worker in one process: the single-machine default.
@@ -128,8 +130,8 @@ pub struct ModelArgs {
 /// `img3d-worker --redis URL --model M`: takes jobs from Redis.
 #[derive(Debug, Clone, Args)]
 pub struct QueueWorkerArgs {
-    /// Redis URL of the job queue shared with the gateways: redis://[:PASSWORD@]HOST:PORT[/DB],
-    /// or rediss:// for TLS; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+    /// Redis URL of the job queue shared with the gateways: `redis://[:PASSWORD@]HOST:PORT[/DB]`,
+    /// or rediss:// for TLS; `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`
     /// for the master of a Sentinel group (found again after a failover).
     #[arg(long, env = "IMG3D_REDIS")]
     pub redis: Option<String>,
@@ -162,7 +164,7 @@ pub struct QueueWorkerArgs {
     /// On SIGTERM or Ctrl-C, how long the running job may take to finish before it is given
     /// back to the queue for another worker (e.g. 90s). Set the orchestrator's grace period
     /// above it.
-    #[arg(long, env = "IMG3D_DRAIN_DEADLINE", default_value = "90s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "IMG3D_DRAIN_DEADLINE", default_value = "90s", value_parser = img3d_service::args::parse_duration)]
     pub drain_deadline: Duration,
 }
 

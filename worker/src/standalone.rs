@@ -43,10 +43,11 @@ pub async fn serve_standalone(
     };
     let on_load_failure = {
         let queue = queue.clone();
-        move |reason: &str| {
+        // The reason (paths, devices) is logged by `load_and_run`; clients get a sentence.
+        move |_reason: &str| {
             queue.close(Failure::new(
                 FailureCode::Unavailable,
-                format!("this server cannot run jobs: the model failed to load ({reason})"),
+                "this server cannot run jobs: its model failed to load; retry on another server",
             ))
         }
     };

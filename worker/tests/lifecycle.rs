@@ -144,7 +144,8 @@ async fn idle_connection_is_closed() {
     assert_eq!(next_frame(&mut ws).await, Frame::Closed(Some(1000)));
 }
 
-/// A model that fails to load: `/readyz` is 503 and says why; images get `unavailable`.
+/// A model that fails to load: `/readyz` is 503 and says the model failed; images get
+/// `unavailable` with a sentence. Neither shows the error itself (paths, devices): the log does.
 #[tokio::test]
 async fn failed_model_load_is_reported() {
     let load = Box::new(|| Err(anyhow::anyhow!("weights not found in /models/crm")));
@@ -158,12 +159,13 @@ async fn failed_model_load_is_reported() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(status.0, 503);
-    assert!(status.1.contains("model: failed: weights not found in /models/crm"), "{}", status.1);
+    assert!(status.1.contains("model: failed"), "{}", status.1);
+    assert!(!status.1.contains("/models/crm"), "internals on /readyz: {}", status.1);
     let mut ws = connect(server.addr, "").await;
     send_binary(&mut ws, png(16, 16, 1)).await;
     let (code, reason) = expect_failed(&mut ws).await;
     assert_eq!(code, "unavailable");
-    assert!(reason.contains("weights not found"), "{reason}");
+    assert!(reason.contains("model") && !reason.contains("/models/crm"), "{reason}");
 }
 
 /// Drain: readiness turns 503 at once, the running job completes, its connection is then

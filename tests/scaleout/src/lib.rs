@@ -16,6 +16,7 @@
 pub mod redis_server;
 
 pub mod nginx;
+pub mod raw_ws;
 pub mod sentinel;
 
 #[path = "../../../client/examples/loadtest/job.rs"]
@@ -64,6 +65,11 @@ fn binary(relative: &str) -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// `target/<profile>/examples/NAME` (checked to exist), for tests that run it themselves.
+pub fn example_path(name: &str) -> PathBuf {
+    binary(&format!("examples/{name}"))
 }
 
 /// One child process that printed `listening on ADDR`; killed on drop.
@@ -123,6 +129,11 @@ impl Proc {
     fn signal(&self, sig: &str) {
         let status = Command::new("kill").args([sig, &self.pid().to_string()]).status().unwrap();
         assert!(status.success(), "kill {sig} {} failed", self.label);
+    }
+
+    /// SIGHUP: the gateway reloads its API keys.
+    pub fn hangup(&self) {
+        self.signal("-HUP");
     }
 
     /// SIGTERM: the process drains (see README "Shutdown") and exits.
@@ -225,10 +236,15 @@ pub fn real_worker(redis: &str, prefix: &str, model_args: &[&str]) -> Proc {
 /// process; no Redis, no nginx) with jobs of `delay_ms`: the baseline the scale-out path's
 /// overhead is measured against.
 pub fn standalone(delay_ms: u64) -> Proc {
-    let args: Vec<String> = ["--listen", "127.0.0.1:0", "--delay-ms", &delay_ms.to_string()]
-        .into_iter()
-        .map(str::to_owned)
-        .collect();
+    standalone_with(delay_ms, &[])
+}
+
+/// [`standalone`] with `extra` flags (gateway limits, `--output-bytes`).
+pub fn standalone_with(delay_ms: u64, extra: &[&str]) -> Proc {
+    let delay = delay_ms.to_string();
+    let mut args = vec!["--listen", "127.0.0.1:0", "--delay-ms", &delay];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
     Proc::spawn("protocol-server standalone", binary("examples/protocol-server"), &args)
 }
 
