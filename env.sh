@@ -3,7 +3,6 @@
 export IMG3D_TORCH_VENV="${IMG3D_TORCH_VENV:-$HOME/.cache/img3d/torch-2.11.0}"
 export PATH="$IMG3D_TORCH_VENV/bin:$PATH"
 export LIBTORCH_USE_PYTORCH=1
-# libtorch's OpenMP threads busy-wait between parallel regions by default; on a shared or
-# oversubscribed machine (tests run in parallel, 2 cores in CI) that spinning made a tiny
-# U-2-Net run 18x slower (5.7 s vs 0.31 s). Passive waiting costs nothing measurable here.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
+# OMP_WAIT_POLICY is left alone here: serving and benches want libtorch's default (spinning
+# OpenMP threads; a warm full-size stage-1 UNet call took 14.4 s with it, 17.9 s with PASSIVE).
+# scripts/test sets PASSIVE for the test suite, whose parallel tests oversubscribe the cores.
