@@ -15,6 +15,7 @@ mod quota;
 mod server;
 mod session;
 mod transport;
+mod upgrade;
 pub mod validate;
 
 // The sessions' shared process plumbing, in scope crate-wide as `crate::Metrics` etc.

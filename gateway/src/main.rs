@@ -40,6 +40,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     img3d_service::telemetry::init_tracing();
+    img3d_service::memory::return_large_buffers();
     let mut cfg = cli.redis_options.config(&cli.redis, &cli.prefix);
     cfg.max_queue_len = cli.gateway.max_queue;
     let queue = RedisJobQueue::connect(cfg).await.context("connecting to the Redis queue")?;

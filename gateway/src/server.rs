@@ -3,8 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
-use axum::extract::{ConnectInfo, RawQuery, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +19,9 @@ use crate::access::{Access, Denied};
 use crate::budget::MemoryBudget;
 use crate::quota::{Kind, Quotas};
 use crate::transport::{ClientListener, Peer};
+use crate::upgrade::{NotUpgrade, Upgrade, FRAGMENT};
 use crate::{GatewayConfig, Health, Metrics, Shutdown};
+use tungstenite::protocol::WebSocketConfig;
 
 /// Initial WebSocket read buffer per connection, bytes.
 const READ_BUFFER: usize = 4 << 10;
@@ -133,7 +134,7 @@ async fn ws_handler(
     ConnectInfo(peer): ConnectInfo<Peer>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    upgrade: Result<Upgrade, NotUpgrade>,
 ) -> Response {
     if gw.shutdown.is_draining() {
         return (StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down; connect to another one\n")
@@ -177,18 +178,14 @@ async fn ws_handler(
     let tracker = gw.tracker.clone();
     // A small read buffer: it is allocated up front for every connection (the library's
     // default, 128 KiB, made an idle connection cost 131 KiB); a large image grows it while it
-    // arrives.
-    upgrade.max_message_size(limit).max_frame_size(limit).read_buffer_size(READ_BUFFER).on_upgrade(
-        move |socket| {
-            tracker.track_future(crate::session::run(
-                socket,
-                gw,
-                options,
-                job_options,
-                peer,
-                id,
-                (permit, slot),
-            ))
-        },
-    )
+    // arrives. Writes are buffered up to one fragment of a part (see `upgrade`).
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit))
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limit.saturating_add(FRAGMENT));
+    upgrade.on_upgrade(config, move |socket| {
+        tracker.track_future(crate::session::run(socket, gw, options, job_options, peer, id, (permit, slot)))
+    })
 }

@@ -17,18 +17,22 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use img3d_protocol::{ClientOptions, FailureCode, JobOptions, OptionError, ServerMessage};
 use img3d_queue::{JobEvent, JobHandle, NewJob};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 use tracing::Instrument;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+use tungstenite::Message;
 
 use crate::access::ClientId;
 use crate::budget::{self, NoRoom};
 use crate::quota::{Kind, Slot};
 use crate::transport::{Activity, Peer};
+use crate::upgrade::{WebSocket, FRAGMENT};
 use crate::validate::{inspect, validate, ImageLimits, ValidImage};
 use crate::{ClientError, Gateway};
 
@@ -241,7 +245,7 @@ impl Session {
                     return Err(End::Idle);
                 }
                 _ = self.ping.tick() => self.keepalive().await?,
-                msg = self.ws.recv() => match self.incoming(msg) {
+                msg = self.ws.next() => match self.incoming(msg) {
                     Incoming::Image(bytes) => return Ok(Some(bytes)),
                     Incoming::Text(text) => match JobOptions::from_message(&text) {
                         // Answered with the job it belongs to (one `failed` per job).
@@ -340,7 +344,7 @@ impl Session {
                     }
                 }
                 _ = self.ping.tick() => self.keepalive().await?,
-                msg = self.ws.recv(), if !self.unreadable => match self.incoming(msg) {
+                msg = self.ws.next(), if !self.unreadable => match self.incoming(msg) {
                     Incoming::Image(image) => self.hold(Waiting::Image(image)).await?,
                     Incoming::Text(text) => match JobOptions::from_message(&text) {
                         Some(options) => self.hold(Waiting::Options(options)).await?,
@@ -394,7 +398,7 @@ impl Session {
                 };
                 // Announcement and bytes back to back: nothing may come between them.
                 self.send(&ServerMessage::result_part(part.name)).await?;
-                self.send_message(Message::Binary(part.bytes), len).await?;
+                self.send_part(part.bytes).await?;
                 tracing::info!(part = %part.name, bytes = len, "part sent");
             }
             JobEvent::Completed => {
@@ -429,12 +433,12 @@ impl Session {
         }
     }
 
-    fn incoming(&mut self, msg: Option<Result<Message, axum::Error>>) -> Incoming {
+    fn incoming(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Incoming {
         match msg {
             None | Some(Ok(Message::Close(_))) => Incoming::Closed,
             Some(Ok(Message::Binary(bytes))) => Incoming::Image(bytes),
             Some(Ok(Message::Text(text))) => Incoming::Text(text.as_str().to_owned()),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Control,
             Some(Err(e)) => match too_long(&e) {
                 Some(size) => Incoming::TooBig(size),
                 None => Incoming::Broken(e.to_string()),
@@ -502,6 +506,33 @@ impl Session {
         }
     }
 
+    /// Sends a part as one binary message in fragments of [`FRAGMENT`] bytes, each a slice of
+    /// the shared part (no copy), so the connection's write buffer never holds more than one
+    /// fragment. The whole part gets its send limit, as one message would.
+    async fn send_part(&mut self, part: Bytes) -> Result<(), End> {
+        let limit = self.gw.config.send_limit(part.len());
+        let force = self.gw.shutdown.force().clone();
+        let ws = &mut self.ws;
+        let fragments = async move {
+            let count = part.len().div_ceil(FRAGMENT).max(1);
+            for i in 0..count {
+                let chunk = part.slice(i * FRAGMENT..((i + 1) * FRAGMENT).min(part.len()));
+                let opcode = if i == 0 { Data::Binary } else { Data::Continue };
+                ws.send(Message::Frame(Frame::message(chunk, OpCode::Data(opcode), i + 1 == count))).await?;
+            }
+            Ok::<_, tungstenite::Error>(())
+        };
+        tokio::select! {
+            biased;
+            _ = force.cancelled() => Err(End::Draining),
+            sent = tokio::time::timeout(limit, fragments) => match sent {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(End::Broken(e.to_string())),
+                Err(_) => Err(End::SendTimeout(limit)),
+            },
+        }
+    }
+
     /// Best effort, within [`LAST_WORDS`]: for a connection that is ending anyway. Whether it
     /// went out.
     async fn last_words(&mut self, msg: Message) -> bool {
@@ -517,7 +548,7 @@ impl Session {
     }
 
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let frame = CloseFrame { code, reason: reason.into() };
+        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
         self.last_words(Message::Close(Some(frame))).await;
     }
 }
@@ -568,7 +599,7 @@ async fn submit(
 }
 
 /// The size of a message refused for exceeding the transport limit, if that is the error.
-fn too_long(e: &axum::Error) -> Option<u64> {
+fn too_long(e: &tungstenite::Error) -> Option<u64> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = source {
         if let Some(tungstenite::Error::Capacity(tungstenite::error::CapacityError::MessageTooLong {

@@ -6,6 +6,7 @@
 
 pub mod args;
 pub mod health;
+pub mod memory;
 pub mod metrics;
 mod redis_options;
 mod shutdown;

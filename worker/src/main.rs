@@ -98,6 +98,7 @@ fn prepare_model(args: PrepareModelArgs) -> anyhow::Result<()> {
 fn main() {
     let cli = Cli::parse();
     img3d_service::telemetry::init_tracing();
+    img3d_service::memory::return_large_buffers();
     let result = match cli.command {
         Some(Command::Run(args)) => run_once(args),
         Some(Command::BundleConfig(args)) => bundle_config(args),

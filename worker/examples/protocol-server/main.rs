@@ -61,6 +61,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     img3d_service::telemetry::init_tracing();
+    img3d_service::memory::return_large_buffers();
     let pipeline = double::PlaceholderPipeline {
         delay: Duration::from_millis(cli.delay_ms),
         output_bytes: cli.output_bytes,
