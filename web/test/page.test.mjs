@@ -2,7 +2,7 @@
 // against the real servers: the protocol test server (real gateway, queue and worker loop;
 // placeholder parts) for the whole flow, and the all-in-one server with the tiny bundle
 // (random weights: its views and mesh are NOISE) for the real pipeline's parts; the GLB option
-// (on by default) on both. Each step
+// (on by default) and a server started with --api-keys on both. Each step
 // writes a screenshot to $IMG3D_WEB_OUT (default out/web) and the timings to timings.txt.
 //
 // Run by tests/e2e/web_page.sh, which builds nothing and passes the binaries' paths:
@@ -95,8 +95,8 @@ async function runJob(page, file, label, { keyboard = false, timeout = 60_000 } 
 }
 
 /**
- * Starts the chosen image's job: presses `press` in the focused field, or clicks the start
- * button; times each arrival from then.
+ * Starts the chosen image's job: presses `press` in the focused field (Enter in the key field
+ * submits it), or clicks the start button; times each arrival from then.
  */
 async function startJob(page, label, { press = null, timeout = 60_000 } = {}) {
   const t0 = Date.now();
@@ -279,6 +279,93 @@ describe('the page against the protocol test server', () => {
   it('logged no page errors or CSP violations', () => {
     // The bad image's failure is the page's own message, not a console error.
     assert.deepEqual(problems, []);
+  });
+});
+
+describe('the page against a server started with --api-keys', () => {
+  const KEY = 'page-test-key-4f1c9a';
+  const keys = join(work, 'api-keys');
+  const server = new Server('protocol-server --api-keys', env('IMG3D_PROTOCOL_SERVER'), ['--delay-ms', '300', '--api-keys', keys]);
+  let chrome;
+  let page;
+  let problems;
+  const failure = async () => ({
+    done: await page.evaluate(() => document.body.dataset.done),
+    error: await page.$eval('#error', (e) => (e.hidden ? '' : e.textContent)),
+    keyRow: await page.$eval('#key-row', (f) => !f.hidden),
+    focused: await page.evaluate(() => document.activeElement?.id),
+  });
+
+  before(async () => {
+    writeFileSync(keys, `# the browser test's key\n${KEY}\n`);
+    await server.start();
+    chrome = await launchBrowser();
+    ({ page, problems } = await openPage(chrome.browser, server.addr));
+  });
+  after(async () => {
+    await chrome?.close();
+    await server.stop();
+  });
+
+  it('asks for a key when the server refuses a connection without one', async () => {
+    assert.equal(await page.$eval('#key-row', (f) => f.hidden), true, 'no key field before the server asks');
+    // This server's jobs go without the GLB: the zip's OBJ is what the viewer shows here.
+    await page.click('#glb');
+    assert.equal(await page.$eval('#glb', (c) => c.checked), false);
+    const job = await runJob(page, images.square, 'key server, no key: the prompt');
+    await job.when('failed', done);
+    record(job.label, job.mark);
+    assert.deepEqual(await failure(), {
+      done: 'failed:key_required',
+      error: 'The server asks for an API key. Enter the API key below, then start again.',
+      keyRow: true,
+      focused: 'key',
+    });
+    await shot(page, '11-key-asked');
+  });
+
+  it('says a wrong key was not accepted', async () => {
+    await page.keyboard.type('wrong-key');
+    const job = await startJob(page, 'key server, wrong key', { press: 'Enter' });
+    await job.when('failed', done);
+    record(job.label, job.mark);
+    assert.deepEqual(await failure(), {
+      done: 'failed:key_required',
+      error: 'The server did not accept this API key. Enter the API key below, then start again.',
+      keyRow: true,
+      focused: 'key',
+    });
+    await shot(page, '12-key-wrong');
+  });
+
+  it('runs the job with the right key typed into the key field', async () => {
+    // The refused key is selected in the focused field: typing replaces it.
+    assert.equal(await page.$eval('#key', (k) => k.value.slice(k.selectionStart, k.selectionEnd)), 'wrong-key');
+    await page.keyboard.type(KEY);
+    assert.equal(await page.$eval('#key', (k) => k.value), KEY);
+    const job = await startJob(page, 'key server, right key (zip only)', { press: 'Enter' });
+    await job.when('pixel_images', pixelShown);
+    await job.when('completed', done);
+    await job.when('mesh', meshShown);
+    record(job.label, job.mark);
+    assert.equal(await page.evaluate(() => document.body.dataset.done), 'completed');
+    assert.equal(await page.$eval('#error', (e) => e.hidden), true, 'the key sentence is gone');
+    assert.equal(await page.evaluate(() => document.body.dataset.connections), '1', 'refused attempts are not connections');
+    assert.deepEqual(await page.$$eval('#downloads a', (as) => as.map((a) => a.download)), PARTS);
+    await assertViewerShows(page, 'OBJ');
+    await new Promise((r) => setTimeout(r, 500)); // the texture decodes after the mesh is shown
+    const lit = await viewerForeground(page, '13-key-mesh');
+    assert.ok(lit.foreground > lit.total * 0.05, `the viewer shows the mesh: ${JSON.stringify(lit)}`);
+    await shot(page, '13-key-accepted');
+  });
+
+  it('logged nothing but the refused requests', () => {
+    // Chromium logs each refusal (HTTP 401) itself: of the WebSocket upgrade, and of the page's
+    // plain GET that asks why. Nothing else.
+    const upgrade = /^console: WebSocket connection to '.*' failed: HTTP Authentication failed/;
+    const probe = /^console: Failed to load resource: the server responded with a status of 401 /;
+    assert.ok(problems.some((p) => upgrade.test(p)), `the refused upgrades were logged: ${problems}`);
+    assert.deepEqual(problems.filter((p) => !upgrade.test(p) && !probe.test(p)), []);
   });
 });
 
