@@ -31,6 +31,9 @@ function files(dir) {
 async function build(out) {
   rmSync(out, { recursive: true, force: true });
   const result = await esbuild.build({
+    // Paths in the bundle are relative to the working directory: pin it, so the output (and
+    // --check) is the same from any directory.
+    absWorkingDir: here,
     entryPoints: { app: join(here, 'src/main.js'), style: join(here, 'src/style.css') },
     bundle: true,
     minify: true,

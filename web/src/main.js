@@ -190,6 +190,8 @@ async function start() {
     if (e.code === KEY_REQUIRED) {
       ui.keyRow.hidden = false;
       ui.key.focus();
+      // A refused key is selected, so what is typed next replaces it instead of adding to it.
+      ui.key.select();
     }
     ui.body.dataset.connection = client.ws ? 'open' : 'closed';
     setStage('Failed');

@@ -1,19 +1,20 @@
 // The page in a real browser (headless Chromium from Debian, driven by puppeteer-core),
 // against the real servers: the protocol test server (real gateway, queue and worker loop;
 // placeholder parts) for the whole flow, and the all-in-one server with the tiny bundle
-// (random weights: its views and mesh are NOISE) for the real pipeline's parts. Each step
+// (random weights: its views and mesh are NOISE) for the real pipeline's parts; the GLB option
+// (on by default) and a server started with --api-keys on both. Each step
 // writes a screenshot to $IMG3D_WEB_OUT (default out/web) and the timings to timings.txt.
 //
 // Run by tests/e2e/web_page.sh, which builds nothing and passes the binaries' paths:
 //   IMG3D_PROTOCOL_SERVER, IMG3D_WORKER, IMG3D_CLI, IMG3D_EXAMPLE (an image file).
 
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { deflateSync, crc32 } from 'node:zlib';
-import { cliGenerate, foregroundPixels, launchBrowser, Server } from './support.mjs';
+import { cliGenerate, downloadParts, foregroundPixels, launchBrowser, readGlb, Server } from './support.mjs';
 
 const env = (name) => {
   const v = process.env[name];
@@ -23,6 +24,8 @@ const env = (name) => {
 const OUT = process.env.IMG3D_WEB_OUT ?? 'out/web';
 const BACKGROUND = 0x202124; // web/src/viewer.js: the viewer's clear colour
 const PARTS = ['pixel_images.png', 'xyz_images.png', 'output3d.zip'];
+/** With the GLB option (`formats=zip,glb`): the GLB comes after the zip. */
+const GLB_PARTS = [...PARTS, 'output3d.glb'];
 const work = mkdtempSync(join(tmpdir(), 'img3d-web-test-'));
 const timings = [];
 
@@ -87,13 +90,18 @@ async function runJob(page, file, label, { keyboard = false, timeout = 60_000 } 
   const input = await page.$('#file');
   await input.uploadFile(file);
   await page.waitForSelector('#preview:not([hidden])');
+  if (keyboard) await page.focus('#start');
+  return startJob(page, label, { press: keyboard ? 'Enter' : null, timeout });
+}
+
+/**
+ * Starts the chosen image's job: presses `press` in the focused field (Enter in the key field
+ * submits it), or clicks the start button; times each arrival from then.
+ */
+async function startJob(page, label, { press = null, timeout = 60_000 } = {}) {
   const t0 = Date.now();
-  if (keyboard) {
-    await page.focus('#start');
-    await page.keyboard.press('Enter');
-  } else {
-    await page.click('#start');
-  }
+  if (press) await page.keyboard.press(press);
+  else await page.click('#start');
   const mark = {};
   const when = async (name, fn) => {
     await page.waitForFunction(fn, { timeout, polling: 20 });
@@ -110,6 +118,27 @@ const done = () => document.body.dataset.done !== undefined;
 const pixelShown = () => document.getElementById('pixel').naturalWidth === 1536;
 const xyzShown = () => document.getElementById('xyz').naturalWidth === 1536;
 const meshShown = () => document.getElementById('viewer').dataset.format !== undefined;
+
+/** What the viewer says it shows: its `data-format` and the canvas's accessible label. */
+async function viewerLabel(page) {
+  return page.$eval('#viewer', (v) => ({ format: v.dataset.format, label: v.querySelector('canvas').getAttribute('aria-label') }));
+}
+
+/** Asserts the viewer shows a `format` mesh (GLB or OBJ) and says so. */
+async function assertViewerShows(page, format) {
+  const { format: shown, label } = await viewerLabel(page);
+  assert.equal(shown, format, `the viewer shows the ${format}`);
+  assert.match(label, new RegExp(`^3D view of the mesh \\(${format}\\)`), 'the canvas label names the format');
+}
+
+/** Asserts `bytes` are a GLB with a textured mesh: a mesh, and one embedded image. */
+function assertTexturedGlb(bytes, what) {
+  const { json, binLength } = readGlb(bytes);
+  assert.ok(json.meshes?.length >= 1, `${what}: a mesh in the GLB`);
+  assert.equal(json.images?.length, 1, `${what}: one embedded texture`);
+  assert.equal(json.images[0].mimeType, 'image/png', `${what}: the texture is a PNG`);
+  assert.ok(binLength > 0, `${what}: a BIN chunk`);
+}
 
 /** The viewer's screenshot: how many pixels are not the background. */
 async function viewerForeground(page, name) {
@@ -172,9 +201,11 @@ describe('the page against the protocol test server', () => {
     const stages = await page.evaluate(() => window.seenStages);
     assert.ok(stages.some((s) => s.startsWith('Stage 2 of 5: Generating the six views')), `stages seen: ${stages}`);
     assert.ok(stages.some((s) => s.startsWith('Stage 3 of 5: Generating the coordinate maps')), `stages seen: ${stages}`);
-    // The zip's OBJ is shown (this server sends no GLB), textured: pixels not the background.
-    assert.equal(await page.$eval('#viewer', (v) => v.dataset.format), 'OBJ');
-    await new Promise((r) => setTimeout(r, 500)); // the texture decodes after the mesh is shown
+    // The GLB option is on by default: the server sends output3d.glb after the zip, and the
+    // viewer shows that (the double's textured cube): pixels not the background.
+    assert.deepEqual(await page.$$eval('#downloads a', (as) => as.map((a) => a.download)), GLB_PARTS);
+    await assertViewerShows(page, 'GLB');
+    await new Promise((r) => setTimeout(r, 500));
     const lit = await viewerForeground(page, '04-mesh');
     assert.ok(lit.foreground > lit.total * 0.05, `the viewer shows the mesh: ${JSON.stringify(lit)}`);
     await shot(page, '04-page-done');
@@ -191,22 +222,13 @@ describe('the page against the protocol test server', () => {
     assert.notEqual(after, before, 'Shift+arrow and + change the view');
   });
 
-  it('downloads each part with the bytes another client receives', async () => {
+  it('downloads each part, the GLB too, with the bytes another client receives', async () => {
     const downloads = join(work, 'downloads');
-    mkdirSync(downloads);
-    const cdp = await page.createCDPSession();
-    await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });
-    const names = await page.$$eval('#downloads a', (as) => as.map((a) => a.download));
-    assert.deepEqual(names, PARTS);
-    for (const name of names) await page.click(`#downloads a[download="${name}"]`);
-    const until = Date.now() + 20_000;
-    while (PARTS.some((p) => !existsSync(join(downloads, p))) || readdirSync(downloads).some((f) => f.endsWith('.crdownload'))) {
-      assert.ok(Date.now() < until, `downloads did not finish: ${readdirSync(downloads)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await downloadParts(page, downloads, GLB_PARTS);
     const cli = join(work, 'cli');
-    cliGenerate(env('IMG3D_CLI'), `ws://${server.addr}/generate3d`, images.mushroom, cli);
-    for (const part of PARTS) {
+    cliGenerate(env('IMG3D_CLI'), `ws://${server.addr}/generate3d`, images.mushroom, cli, ['--glb']);
+    assertTexturedGlb(readFileSync(join(downloads, 'output3d.glb')), "the page's output3d.glb");
+    for (const part of GLB_PARTS) {
       const got = readFileSync(join(downloads, part));
       const expected = readFileSync(join(cli, 'mushroom', part));
       assert.ok(got.equals(expected), `${part}: the page's download (${got.length} B) equals the CLI's (${expected.length} B)`);
@@ -260,9 +282,98 @@ describe('the page against the protocol test server', () => {
   });
 });
 
+describe('the page against a server started with --api-keys', () => {
+  const KEY = 'page-test-key-4f1c9a';
+  const keys = join(work, 'api-keys');
+  const server = new Server('protocol-server --api-keys', env('IMG3D_PROTOCOL_SERVER'), ['--delay-ms', '300', '--api-keys', keys]);
+  let chrome;
+  let page;
+  let problems;
+  const failure = async () => ({
+    done: await page.evaluate(() => document.body.dataset.done),
+    error: await page.$eval('#error', (e) => (e.hidden ? '' : e.textContent)),
+    keyRow: await page.$eval('#key-row', (f) => !f.hidden),
+    focused: await page.evaluate(() => document.activeElement?.id),
+  });
+
+  before(async () => {
+    writeFileSync(keys, `# the browser test's key\n${KEY}\n`);
+    await server.start();
+    chrome = await launchBrowser();
+    ({ page, problems } = await openPage(chrome.browser, server.addr));
+  });
+  after(async () => {
+    await chrome?.close();
+    await server.stop();
+  });
+
+  it('asks for a key when the server refuses a connection without one', async () => {
+    assert.equal(await page.$eval('#key-row', (f) => f.hidden), true, 'no key field before the server asks');
+    // This server's jobs go without the GLB: the zip's OBJ is what the viewer shows here.
+    await page.click('#glb');
+    assert.equal(await page.$eval('#glb', (c) => c.checked), false);
+    const job = await runJob(page, images.square, 'key server, no key: the prompt');
+    await job.when('failed', done);
+    record(job.label, job.mark);
+    assert.deepEqual(await failure(), {
+      done: 'failed:key_required',
+      error: 'The server asks for an API key. Enter the API key below, then start again.',
+      keyRow: true,
+      focused: 'key',
+    });
+    await shot(page, '11-key-asked');
+  });
+
+  it('says a wrong key was not accepted', async () => {
+    await page.keyboard.type('wrong-key');
+    const job = await startJob(page, 'key server, wrong key', { press: 'Enter' });
+    await job.when('failed', done);
+    record(job.label, job.mark);
+    assert.deepEqual(await failure(), {
+      done: 'failed:key_required',
+      error: 'The server did not accept this API key. Enter the API key below, then start again.',
+      keyRow: true,
+      focused: 'key',
+    });
+    await shot(page, '12-key-wrong');
+  });
+
+  it('runs the job with the right key typed into the key field', async () => {
+    // The refused key is selected in the focused field: typing replaces it.
+    assert.equal(await page.$eval('#key', (k) => k.value.slice(k.selectionStart, k.selectionEnd)), 'wrong-key');
+    await page.keyboard.type(KEY);
+    assert.equal(await page.$eval('#key', (k) => k.value), KEY);
+    const job = await startJob(page, 'key server, right key (zip only)', { press: 'Enter' });
+    await job.when('pixel_images', pixelShown);
+    await job.when('completed', done);
+    await job.when('mesh', meshShown);
+    record(job.label, job.mark);
+    assert.equal(await page.evaluate(() => document.body.dataset.done), 'completed');
+    assert.equal(await page.$eval('#error', (e) => e.hidden), true, 'the key sentence is gone');
+    assert.equal(await page.evaluate(() => document.body.dataset.connections), '1', 'refused attempts are not connections');
+    assert.deepEqual(await page.$$eval('#downloads a', (as) => as.map((a) => a.download)), PARTS);
+    await assertViewerShows(page, 'OBJ');
+    await new Promise((r) => setTimeout(r, 500)); // the texture decodes after the mesh is shown
+    const lit = await viewerForeground(page, '13-key-mesh');
+    assert.ok(lit.foreground > lit.total * 0.05, `the viewer shows the mesh: ${JSON.stringify(lit)}`);
+    await shot(page, '13-key-accepted');
+  });
+
+  it('logged nothing but the refused requests', () => {
+    // Chromium logs each refusal (HTTP 401) itself: of the WebSocket upgrade, and of the page's
+    // plain GET that asks why. Nothing else.
+    const upgrade = /^console: WebSocket connection to '.*' failed: HTTP Authentication failed/;
+    const probe = /^console: Failed to load resource: the server responded with a status of 401 /;
+    assert.ok(problems.some((p) => upgrade.test(p)), `the refused upgrades were logged: ${problems}`);
+    assert.deepEqual(problems.filter((p) => !upgrade.test(p) && !probe.test(p)), []);
+  });
+});
+
 describe('the page against the all-in-one server with the tiny bundle (random weights: noise)', () => {
   const server = new Server('img3d-worker standalone', env('IMG3D_WORKER'), ['standalone', '--model', 'tiny', '--device', 'cpu']);
   let chrome;
+  let page;
+  let problems;
 
   before(async () => {
     await server.start();
@@ -274,8 +385,8 @@ describe('the page against the all-in-one server with the tiny bundle (random we
     await server.stop();
   });
 
-  it('shows the real pipeline\'s views and mesh', async () => {
-    const { page, problems } = await openPage(chrome.browser, server.addr);
+  it('shows the real pipeline\'s views and its GLB', async () => {
+    ({ page, problems } = await openPage(chrome.browser, server.addr));
     await page.waitForFunction(() => document.getElementById('server').textContent.startsWith('Server: model: ready'));
     const job = await runJob(page, images.mushroom, 'tiny bundle (CPU)', { timeout: 180_000 });
     await job.when('progress', () => /^Stage \d of 5: /.test(document.getElementById('stage').textContent));
@@ -285,15 +396,33 @@ describe('the page against the all-in-one server with the tiny bundle (random we
     await job.when('mesh', meshShown);
     record(job.label, job.mark);
     assert.equal(await page.evaluate(() => document.body.dataset.done), 'completed');
-    // A server with the GLB option (formats=zip,glb, which the page asks for by default) sends
-    // output3d.glb and the viewer shows that; an older one sends only the zip.
-    const names = await page.$$eval('#downloads a', (as) => as.map((a) => a.download));
-    const format = await page.$eval('#viewer', (v) => v.dataset.format);
-    assert.equal(format, names.includes('output3d.glb') ? 'GLB' : 'OBJ', `parts ${names}`);
+    // The GLB option is on by default (formats=zip,glb): the pipeline's output3d.glb arrives
+    // after the zip, and the viewer shows that.
+    assert.equal(await page.$eval('#glb', (c) => c.checked), true);
+    assert.deepEqual(await page.$$eval('#downloads a', (as) => as.map((a) => a.download)), GLB_PARTS);
+    await assertViewerShows(page, 'GLB');
     await new Promise((r) => setTimeout(r, 1000));
     const lit = await viewerForeground(page, '10-tiny-mesh');
     assert.ok(lit.foreground > lit.total * 0.01, `the viewer shows the tiny mesh: ${JSON.stringify(lit)}`);
     await shot(page, '10-tiny-page');
+  });
+
+  it('downloads the GLB with the bytes the CLI receives for the same job', async () => {
+    const downloads = join(work, 'tiny-downloads');
+    await downloadParts(page, downloads, GLB_PARTS);
+    const glb = readFileSync(join(downloads, 'output3d.glb'));
+    assertTexturedGlb(glb, "the page's output3d.glb");
+    // Same image, same (default) seed and options, formats=zip,glb: the same bytes.
+    const cli = join(work, 'tiny-cli');
+    cliGenerate(env('IMG3D_CLI'), `ws://${server.addr}/generate3d`, images.mushroom, cli, ['--glb', '--timeout', '10m']);
+    for (const part of GLB_PARTS) {
+      const got = readFileSync(join(downloads, part));
+      const expected = readFileSync(join(cli, 'mushroom', part));
+      assert.ok(got.equals(expected), `${part}: the page's download (${got.length} B) equals the CLI's (${expected.length} B)`);
+    }
+  });
+
+  it('logged no page errors or CSP violations', () => {
     assert.deepEqual(problems, []);
   });
 });

@@ -2,7 +2,7 @@
 // Chromium it drives, and the pixel check of a screenshot.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import puppeteer from 'puppeteer-core';
@@ -102,9 +102,12 @@ export class Server {
   }
 }
 
-/** Runs the `img3d` command-line client on `image`; returns the folder with its parts. */
-export function cliGenerate(bin, url, image, out) {
-  const r = spawnSync(bin, ['generate', '--server', url, '--out', out, image], { encoding: 'utf8' });
+/**
+ * Runs the `img3d` command-line client on `image` (plus `args`, e.g. `--glb`); its parts land
+ * in `out`/STEM/.
+ */
+export function cliGenerate(bin, url, image, out, args = []) {
+  const r = spawnSync(bin, ['generate', '--server', url, '--out', out, ...args, image], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`img3d generate failed (${r.status}): ${r.stdout}${r.stderr}`);
 }
 
@@ -133,4 +136,45 @@ export async function foregroundPixels(page, png, background, tolerance = 24) {
     background,
     tolerance,
   );
+}
+
+/**
+ * Clicks each download link named in `names` (as a person would) and waits until Chromium has
+ * saved every file into `dir`.
+ */
+export async function downloadParts(page, dir, names, timeoutMs = 20_000) {
+  mkdirSync(dir, { recursive: true });
+  const cdp = await page.createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: dir });
+  for (const name of names) await page.click(`#downloads a[download="${name}"]`);
+  const until = Date.now() + timeoutMs;
+  while (names.some((n) => !existsSync(join(dir, n))) || readdirSync(dir).some((f) => f.endsWith('.crdownload'))) {
+    if (Date.now() > until) throw new Error(`downloads did not finish in ${timeoutMs} ms: ${readdirSync(dir)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  await cdp.detach();
+}
+
+/**
+ * Reads the container of a binary glTF (glTF 2.0 specification, section 4.4): the 12-byte
+ * header (magic `glTF`, version 2, total length equal to the file's), a JSON chunk, then a BIN
+ * chunk. Throws on anything else; returns the parsed JSON and the BIN chunk's length.
+ */
+export function readGlb(bytes) {
+  const fail = (why) => {
+    throw new Error(`not a GLB (${bytes.length} B): ${why}`);
+  };
+  if (bytes.length < 20) fail('shorter than a header and a chunk header');
+  if (bytes.toString('latin1', 0, 4) !== 'glTF') fail(`magic ${JSON.stringify(bytes.toString('latin1', 0, 4))}`);
+  if (bytes.readUInt32LE(4) !== 2) fail(`version ${bytes.readUInt32LE(4)}`);
+  if (bytes.readUInt32LE(8) !== bytes.length) fail(`header length ${bytes.readUInt32LE(8)}`);
+  const jsonLength = bytes.readUInt32LE(12);
+  if (bytes.toString('latin1', 16, 20) !== 'JSON') fail('the first chunk is not JSON');
+  const binAt = 20 + jsonLength;
+  if (binAt + 8 > bytes.length) fail(`the JSON chunk (${jsonLength} B) runs past the end`);
+  const json = JSON.parse(bytes.toString('utf8', 20, binAt));
+  const binLength = bytes.readUInt32LE(binAt);
+  if (bytes.toString('latin1', binAt + 4, binAt + 8) !== 'BIN\0') fail('the second chunk is not BIN');
+  if (binAt + 8 + binLength !== bytes.length) fail(`the BIN chunk (${binLength} B) does not end the file`);
+  return { json, binLength };
 }
