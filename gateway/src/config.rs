@@ -101,9 +101,11 @@ pub struct GatewayConfig {
     pub min_send_rate: u64,
 
     /// Memory the gateway may spend on what clients send and receive, in bytes (suffixes
-    /// allowed): decoded images (sized from the header, before decoding) and parts being sent.
+    /// allowed): uploads in flight, decoded images (sized from the header, before decoding)
+    /// and parts being sent.
     ///
-    /// Work that does not fit waits 2 s, then gets `failed` (code `busy`); an image that alone
+    /// Work that does not fit waits 2 s, then gets `failed` (code `busy`; an upload that
+    /// stopped for want of room is then closed, 1013); an image that alone
     /// decodes to more gets `too_large`. Size the container's memory limit at this plus about
     /// 256 MiB (process, connections, parts waiting in the queue).
     #[arg(long, env = "IMG3D_MEMORY_BUDGET", default_value = "640MiB", value_parser = parse_size)]

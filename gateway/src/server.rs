@@ -119,7 +119,7 @@ pub async fn serve(listener: TcpListener, gateway: Arc<Gateway>) -> std::io::Res
         tracker.close();
         tracker.wait().await;
     };
-    let listener = ClientListener::new(listener);
+    let listener = ClientListener::new(listener, gateway.budget.clone());
     axum::serve(listener, app(gateway).into_make_service_with_connect_info::<Peer>())
         .with_graceful_shutdown(stop)
         .await

@@ -29,7 +29,7 @@ use tungstenite::protocol::frame::{CloseFrame, Frame};
 use tungstenite::Message;
 
 use crate::access::ClientId;
-use crate::budget::{self, NoRoom};
+use crate::budget::{self, NoRoom, Uploads};
 use crate::quota::{Kind, Slot};
 use crate::transport::{Activity, Peer};
 use crate::upgrade::{WebSocket, FRAGMENT};
@@ -41,6 +41,7 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TOO_BIG: u16 = 1009;
+const CLOSE_TRY_LATER: u16 = 1013;
 
 /// How long the last words to a client that is being let go (a `failed`, a close frame) may
 /// take: short, because the connection ends whatever the client does.
@@ -70,6 +71,8 @@ enum End {
     Draining,
     /// A message over the transport limit (the read side is unusable after it).
     TooBig,
+    /// No room in the memory budget for the client's upload within the wait.
+    Starved,
 }
 
 /// What the client sent.
@@ -80,6 +83,8 @@ enum Incoming {
     Control,
     Closed,
     TooBig(u64),
+    /// Reading stopped: no room in the memory budget for the upload.
+    Starved,
     Broken(String),
 }
 
@@ -110,8 +115,11 @@ struct Session {
     ping_sent: Option<u64>,
     /// What arrived during the running job, in order.
     backlog: VecDeque<Waiting>,
-    /// The read side failed for good (a frame over the limit): answer the backlog, then close.
-    unreadable: bool,
+    /// The read side failed for good (a frame over the limit, no room for an upload): answer
+    /// the backlog, then close with this code and reason.
+    unreadable: Option<(u16, &'static str)>,
+    /// What the client uploaded and this session has not yet received.
+    uploads: Arc<Uploads>,
 }
 
 /// Serves one upgraded connection until it ends. Holds `slots` (the server's and the client's
@@ -141,10 +149,11 @@ pub(crate) async fn run(
             query_options,
             next_options: None,
             activity: peer.activity,
+            uploads: peer.uploads,
             ping,
             ping_sent: None,
             backlog: VecDeque::new(),
-            unreadable: false,
+            unreadable: None,
         };
         let end = session.serve().await;
         tracing::info!(?end, "connection ended");
@@ -182,9 +191,9 @@ impl Session {
                     Waiting::Refused(e) => self.refuse(e).await?,
                 }
             }
-            if self.unreadable {
-                self.close(CLOSE_TOO_BIG, "message too big").await;
-                return Err(End::TooBig);
+            if let Some((code, reason)) = self.unreadable {
+                self.close(code, reason).await;
+                return Err(if code == CLOSE_TOO_BIG { End::TooBig } else { End::Starved });
             }
             if let Some(image) = self.wait_for_image().await? {
                 return Ok(image);
@@ -256,6 +265,10 @@ impl Session {
                     Incoming::Closed => return Err(End::ClientClosed),
                     Incoming::TooBig(size) => {
                         self.too_big(size);
+                        return Ok(None);
+                    }
+                    Incoming::Starved => {
+                        self.starved();
                         return Ok(None);
                     }
                     Incoming::Broken(e) => return Err(End::Broken(e)),
@@ -344,7 +357,7 @@ impl Session {
                     }
                 }
                 _ = self.ping.tick() => self.keepalive().await?,
-                msg = self.ws.next(), if !self.unreadable => match self.incoming(msg) {
+                msg = self.ws.next(), if self.unreadable.is_none() => match self.incoming(msg) {
                     Incoming::Image(image) => self.hold(Waiting::Image(image)).await?,
                     Incoming::Text(text) => match JobOptions::from_message(&text) {
                         Some(options) => self.hold(Waiting::Options(options)).await?,
@@ -357,6 +370,7 @@ impl Session {
                     }
                     // The job runs on; its `failed` is sent after it, then the connection closes.
                     Incoming::TooBig(size) => self.too_big(size),
+                    Incoming::Starved => self.starved(),
                     Incoming::Broken(e) => return Err(End::Broken(e)),
                 },
             }
@@ -434,11 +448,15 @@ impl Session {
     }
 
     fn incoming(&mut self, msg: Option<Result<Message, tungstenite::Error>>) -> Incoming {
+        if let Some(Ok(_)) = &msg {
+            self.uploads.message_received();
+        }
         match msg {
             None | Some(Ok(Message::Close(_))) => Incoming::Closed,
             Some(Ok(Message::Binary(bytes))) => Incoming::Image(bytes),
             Some(Ok(Message::Text(text))) => Incoming::Text(text.as_str().to_owned()),
             Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => Incoming::Control,
+            Some(Err(_)) if self.uploads.starved() => Incoming::Starved,
             Some(Err(e)) => match too_long(&e) {
                 Some(size) => Incoming::TooBig(size),
                 None => Incoming::Broken(e.to_string()),
@@ -459,9 +477,20 @@ impl Session {
     fn too_big(&mut self, size: u64) {
         let e = ClientError::TooLarge { size, limit: self.gw.config.max_image_size };
         tracing::info!(reason = %e, "frame over the transport limit; closing after the answer");
-        self.unreadable = true;
+        self.unreadable = Some((CLOSE_TOO_BIG, "message too big"));
         self.activity.linger_on_close();
         // Past any bound on the backlog: this is the last message the connection reads.
+        self.backlog.push_back(Waiting::Refused(e));
+    }
+
+    /// An upload that found no room in the memory budget within its wait: the read side stops
+    /// there, so its `busy` joins the backlog (after the running job, if any) and the
+    /// connection closes (1013, try again later) once the backlog is answered.
+    fn starved(&mut self) {
+        let e = ClientError::Busy("the server is short of memory right now; retry in a few seconds".into());
+        tracing::warn!("no room in the memory budget for an upload; closing after the answer");
+        self.unreadable = Some((CLOSE_TRY_LATER, "server short of memory"));
+        self.activity.linger_on_close();
         self.backlog.push_back(Waiting::Refused(e));
     }
 

@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
+use crate::budget::{MemoryBudget, UploadGate, Uploads};
+
 /// How long a lingering close reads and discards.
 const LINGER: Duration = Duration::from_secs(3);
 
@@ -87,6 +89,8 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// When bytes last moved on the connection.
     pub activity: Arc<Activity>,
+    /// What it has uploaded and its session not yet received, held from the memory budget.
+    pub uploads: Arc<Uploads>,
 }
 
 impl Connected<IncomingStream<'_, ClientListener>> for Peer {
@@ -95,16 +99,17 @@ impl Connected<IncomingStream<'_, ClientListener>> for Peer {
     }
 }
 
-/// A TCP listener for clients: no Nagle, and an [`Activity`] per connection.
+/// A TCP listener for clients: no Nagle, and an [`Activity`] and [`Uploads`] per connection.
 #[derive(Debug)]
 pub struct ClientListener {
     inner: TcpListener,
+    budget: MemoryBudget,
 }
 
 impl ClientListener {
-    /// Wraps a bound listener.
-    pub fn new(inner: TcpListener) -> Self {
-        ClientListener { inner }
+    /// Wraps a bound listener whose connections' reads draw from `budget`.
+    pub fn new(inner: TcpListener, budget: MemoryBudget) -> Self {
+        ClientListener { inner, budget }
     }
 }
 
@@ -120,20 +125,30 @@ impl axum::serve::Listener for ClientListener {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
         let activity = Arc::new(Activity::new());
-        (ClientConn { tcp: Some(tcp), activity: activity.clone(), blocked: false }, Peer { addr, activity })
+        let uploads = Uploads::new(self.budget.clone());
+        let conn = ClientConn {
+            tcp: Some(tcp),
+            activity: activity.clone(),
+            gate: UploadGate::new(uploads.clone()),
+            blocked: false,
+        };
+        (conn, Peer { addr, activity, uploads })
     }
 
     fn local_addr(&self) -> io::Result<Peer> {
-        Ok(Peer { addr: self.inner.local_addr()?, activity: Arc::new(Activity::new()) })
+        let uploads = Uploads::new(self.budget.clone());
+        Ok(Peer { addr: self.inner.local_addr()?, activity: Arc::new(Activity::new()), uploads })
     }
 }
 
-/// One client's TCP stream, stamping its [`Activity`] whenever bytes move.
+/// One client's TCP stream, stamping its [`Activity`] whenever bytes move, and reading no more
+/// than it holds upload credit for.
 #[derive(Debug)]
 pub struct ClientConn {
     /// Always there until dropped (taken by a lingering close).
     tcp: Option<TcpStream>,
     activity: Arc<Activity>,
+    gate: UploadGate,
     /// The last write found the send buffer full: the next one that goes through proves the
     /// peer is reading.
     blocked: bool,
@@ -162,10 +177,25 @@ impl AsyncRead for ClientConn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = self.tcp().poll_read(cx, buf);
-        if buf.filled().len() > before {
+        let credit = match self.gate.poll_credit(cx) {
+            Poll::Ready(Ok(credit)) => usize::try_from(credit).unwrap_or(usize::MAX),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let (poll, read) = if buf.remaining() <= credit {
+            let before = buf.filled().len();
+            let poll = self.tcp().poll_read(cx, buf);
+            (poll, buf.filled().len() - before)
+        } else {
+            let mut limited = ReadBuf::new(buf.initialize_unfilled_to(credit));
+            let poll = self.tcp().poll_read(cx, &mut limited);
+            let read = limited.filled().len();
+            buf.advance(read);
+            (poll, read)
+        };
+        if read > 0 {
             self.activity.read();
+            self.gate.used(read as u64);
         }
         poll
     }

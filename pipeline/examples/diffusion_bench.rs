@@ -10,7 +10,10 @@
 //!   defaults (steps, guidance); RANDOM weights.
 //! - `--size crm`: the official architecture (`DiffusionConfig::crm()`) with libtorch's random
 //!   initialisation, fp16 on CUDA as upstream, fp32 on the CPU; guidance 5.5; `--steps`
-//!   default 50.
+//!   default 50 on CUDA, 2 on the CPU (minutes, not hours).
+//!
+//! Each stage's UNet call time is printed as soon as it is measured, before the DDIM loop
+//! and the whole stage run.
 //!
 //! Prints one line per measurement and, last, `BENCH_JSON {...}` (also written to `--json`).
 //! Never asserts on time. Build it with `cargo build --release -p img3d-pipeline --example
@@ -72,7 +75,11 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 println!(
                     "{}",
-                    include_str!("diffusion_bench.rs").lines().take(20).collect::<Vec<_>>().join("\n")
+                    include_str!("diffusion_bench.rs")
+                        .lines()
+                        .take_while(|l| l.starts_with("//!"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 );
                 std::process::exit(0);
             }
@@ -100,9 +107,10 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 /// Milliseconds per guided UNet call of one stage (random latents and conditioning of the
-/// stage's shapes; timestep 981, the first of a 50-step run), then seconds for the DDIM loop
-/// alone over `ddim`'s steps (CFG concat and combine, DDIM update; no CLIP, no VAE): what
-/// upstream's `DDIMSampler.sample()` does.
+/// stage's shapes; timestep 981, the first of a 50-step run), handed to `timed` as soon as it
+/// is measured (printed before anything else runs), then seconds for the DDIM loop alone over
+/// `ddim`'s steps (CFG concat and combine, DDIM update; no CLIP, no VAE): what upstream's
+/// `DDIMSampler.sample()` does.
 #[allow(clippy::too_many_arguments)]
 fn time_unet(
     models: &StageModels,
@@ -113,6 +121,7 @@ fn time_unet(
     warmup: u32,
     calls: u32,
     device: Device,
+    timed: impl FnOnce(f64),
 ) -> (f64, f64) {
     let [c, h, w] = cfg.latent_shape();
     let f = frames.num_frames();
@@ -132,6 +141,7 @@ fn time_unet(
     }
     sync(device);
     let call_ms = start.elapsed().as_secs_f64() * 1e3 / f64::from(calls.max(1));
+    timed(call_ms);
     let (cancelled, mut progress) = (|| false, |_, _, _| {});
     let start = Instant::now();
     let which = if stage == 1 { Stage::Stage1 } else { Stage::Stage2 };
@@ -180,7 +190,9 @@ fn main() {
             .expect("loading the tiny diffusion");
         (mv, defaults.steps, defaults.guidance_scale)
     } else {
-        let steps = args.steps.unwrap_or(50);
+        // 50 as upstream on a GPU; 2 on the CPU, where one full-size stage-1 call takes ~15 s
+        // on 2 cores and a 50-step loop would not end for half an hour.
+        let steps = args.steps.unwrap_or(if device.is_cuda() { 50 } else { 2 });
         let mv = provider::random_multiview(DiffusionConfig::crm(), device, steps, 5.5).expect("building");
         (mv, steps, 5.5)
     };
@@ -205,11 +217,14 @@ fn main() {
                 2 => (&stages.stage2.models, &cfg.stage2.frames, &stages.stage2.ddim),
                 _ => panic!("--stages: 1 or 2"),
             };
-            time_unet(models, frames, ddim, &cfg, stage, args.warmup, calls, device)
+            let batch = 2 * frames.num_frames();
+            let timed = |ms: f64| {
+                println!("stage {stage}: {ms:.1} ms per guided UNet call (batch {batch}, mean of {calls})");
+            };
+            time_unet(models, frames, ddim, &cfg, stage, args.warmup, calls, device, timed)
         };
         let frames = if stage == 1 { &cfg.stage1.frames } else { &cfg.stage2.frames };
         let batch = 2 * frames.num_frames();
-        println!("stage {stage}: {ms:.1} ms per guided UNet call (batch {batch}, mean of {calls})");
         println!(
             "stage {stage}: {sampler_s:.3} s for the DDIM loop alone ({steps} steps, CFG; no CLIP, no VAE)"
         );

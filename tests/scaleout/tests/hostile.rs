@@ -249,3 +249,70 @@ async fn decode_bombs_in_parallel_stay_within_the_memory_budget() {
     assert!(seen.last().unwrap().contains("completed"), "{seen:?}");
     eprintln!("8 bombs: {completed} completed, the rest busy; gateway peak RSS {} MiB", peak >> 20);
 }
+
+/// Eight clients each start a 20 MB image and send 18 MB of it, more than the server's 32 MB
+/// memory budget together: what a client has uploaded draws from the budget, so the reads of
+/// the clients that found no room stop there, and after the wait those clients get `failed`
+/// (`busy`) and the close (1013); the server's peak RSS grows by about the budget, not by the
+/// 144 MB sent; once the stalled clients are gone, a job completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_in_flight_stay_within_the_memory_budget() {
+    const SENT: usize = 18 << 20;
+    let server = standalone_with(50, &["--memory-budget", "32MiB", "--max-image-size", "20MiB"]);
+    let (addr, pid) = (server.addr, server.pid());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = peak_rss(pid);
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut ws = ws_client(addr, tcp(addr));
+                let raw = ws.get_mut();
+                raw.set_write_timeout(Some(Duration::from_secs(4))).unwrap();
+                raw.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+                // A masked binary frame of 20 MiB (mask 0: the payload goes as is), 18 MiB of it.
+                let mut header = vec![0x82u8, 0x80 | 127];
+                header.extend_from_slice(&(20u64 << 20).to_be_bytes());
+                header.extend_from_slice(&[0; 4]);
+                let mut sent = 0;
+                if raw.write_all(&header).is_ok() {
+                    let chunk = vec![0x5au8; 256 << 10];
+                    while sent < SENT && raw.write_all(&chunk).is_ok() {
+                        sent += chunk.len();
+                    }
+                }
+                let answer = next_message(&mut ws).map(|m| status(&m));
+                let close = next_message(&mut ws);
+                (sent, answer, close, ws)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for c in clients {
+        outcomes.push(tokio::task::spawn_blocking(move || c.join().unwrap()).await.unwrap());
+    }
+    let peak = peak_rss(pid);
+    let mut busy = 0;
+    for (_, answer, close, _) in &outcomes {
+        match answer {
+            Ok((_, code)) if code == "busy" => {
+                busy += 1;
+                match close {
+                    Ok(Message::Close(Some(frame))) => assert_eq!(u16::from(frame.code), 1013, "{frame:?}"),
+                    other => panic!("no close (1013) after busy: {other:?}"),
+                }
+            }
+            // A client the budget had room for: the server waits for the rest of its image.
+            Err(e) => assert!(e.contains("timed out") || e.contains("Resource temporarily"), "{e}"),
+            Ok(other) => panic!("an unfinished upload got {other:?}"),
+        }
+    }
+    let sent: usize = outcomes.iter().map(|o| o.0).sum();
+    assert!(busy >= 4, "{busy} of 8 clients refused ({sent} bytes sent); 32 MiB holds one or two");
+    let grew = peak.saturating_sub(idle);
+    eprintln!("8 uploads, {sent} bytes sent: {busy} refused busy; peak RSS grew {} MiB", grew >> 20);
+    assert!(grew < 64 << 20, "peak RSS grew {} MiB with a 32 MiB budget ({sent} bytes sent)", grew >> 20);
+    drop(outcomes);
+    let mut ws = ws_client(addr, tcp(addr));
+    let seen = img3d_scaleout_tests::raw_ws::run_job(&mut ws, solid_png(colour(6))).unwrap();
+    assert!(seen.last().unwrap().contains("completed"), "{seen:?}");
+}
