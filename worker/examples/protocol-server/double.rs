@@ -89,8 +89,9 @@ pub fn mesh_zip(texture: &RgbImage, min_bytes: usize) -> Vec<u8> {
         obj.push_str(&format!("v {x} {y} {z}\n"));
     }
     obj.push_str("vt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nusemtl material0\n");
+    // Counter-clockwise seen from outside, as OBJ viewers take front faces.
     for [a, b, c, d] in [[1, 2, 3, 4], [5, 8, 7, 6], [1, 5, 6, 2], [2, 6, 7, 3], [3, 7, 8, 4], [5, 1, 4, 8]] {
-        obj.push_str(&format!("f {a}/1 {b}/2 {c}/3 {d}/4\n"));
+        obj.push_str(&format!("f {a}/1 {d}/4 {c}/3 {b}/2\n"));
     }
     let mtl = "newmtl material0\nKa 1 1 1\nKd 1 1 1\nmap_Kd mesh.png\n";
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -119,12 +120,15 @@ pub fn cube_glb(texture: &RgbImage) -> Vec<u8> {
     let corners = [(0, 0, 0), (1, 0, 0), (1, 1, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (1, 1, 1), (0, 1, 1)];
     let cube = TexturedMesh {
         vertices: corners.iter().map(|&(x, y, z)| [x as f32 - 0.5, y as f32 - 0.5, z as f32 - 0.5]).collect(),
-        faces: [[0, 3, 2, 1], [4, 5, 6, 7], [0, 1, 5, 4], [1, 2, 6, 5], [2, 3, 7, 6], [3, 0, 4, 7]]
+        // The pipeline mesh's winding (clockwise seen from outside): the GLB writer
+        // reverses it for glTF.
+        faces: [[0, 1, 2, 3], [4, 7, 6, 5], [0, 4, 5, 1], [1, 5, 6, 2], [2, 6, 7, 3], [3, 7, 4, 0]]
             .iter()
             .flat_map(|&[a, b, c, d]| [[a, b, c], [a, c, d]])
             .collect(),
-        uvs: vec![[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]],
-        uv_faces: (0..6).flat_map(|_| [[0, 1, 2], [0, 2, 3]]).collect(),
+        // Origin at the texture's top-left, as the pipeline's (the OBJ writer flips v).
+        uvs: vec![[0.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0]],
+        uv_faces: (0..6).flat_map(|_| [[0, 3, 2], [0, 2, 1]]).collect(),
     };
     glb_bytes(&cube, &png(texture)).expect("a GLB of the cube")
 }
