@@ -21,9 +21,9 @@ use std::time::Instant;
 use image::RgbImage;
 use img3d_pipeline::bundle::Bundle;
 use img3d_pipeline::diffusion::multiview::CrmMultiView;
-use img3d_pipeline::diffusion::provider::{self, precision_for};
 use img3d_pipeline::diffusion::sampler::{guided_eps, sample, StageModels};
 use img3d_pipeline::diffusion::stage1::FrameConfig;
+use img3d_pipeline::diffusion::{load, precision_for};
 use img3d_pipeline::diffusion::{Ddim, DiffusionConfig};
 use img3d_pipeline::stages::{MultiView, Stage, StepCtl};
 use img3d_pipeline::{tiny, DeviceSpec};
@@ -176,12 +176,11 @@ fn main() {
         }
         let bundle = Bundle::open(&dir).expect("tiny bundle");
         let defaults = bundle.config().defaults.clone();
-        let mv = provider::load_multiview(&bundle, &bundle.config().stages[provider::NAME], device)
-            .expect("loading the tiny diffusion");
+        let mv = load::load_multiview(&bundle, device).expect("loading the tiny diffusion");
         (mv, defaults.steps, defaults.guidance_scale)
     } else {
         let steps = args.steps.unwrap_or(50);
-        let mv = provider::random_multiview(DiffusionConfig::crm(), device, steps, 5.5).expect("building");
+        let mv = load::random_multiview(DiffusionConfig::crm(), device, steps, 5.5).expect("building");
         (mv, steps, 5.5)
     };
     sync(device);

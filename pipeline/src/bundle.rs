@@ -3,7 +3,8 @@
 //! ```text
 //! config.json               BundleConfig (architectures, defaults; says if weights are random)
 //! u2net.safetensors         background removal (U-2-Net state-dict names)
-//! <component>.safetensors   one file per stage component, named by its stage's provider
+//! <component>.safetensors   one file per stage component, named by its stage's loader
+//!                           (`diffusion_stage1`, `diffusion_stage2`, `reconstruction`)
 //! constants.safetensors     precomputed constants (text contexts of the fixed prompts, cameras)
 //! ```
 //!
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use tch::nn::VarStore;
 use tch::Tensor;
 
-use crate::config::{BundleConfig, BUNDLE_FORMAT};
+use crate::config::{BundleConfig, Stages, BUNDLE_FORMAT};
 use crate::{weights, PipelineError};
 
 /// Name of the configuration file.
@@ -35,22 +36,10 @@ pub struct Bundle {
 }
 
 impl Bundle {
-    /// Opens `dir` and parses its `config.json`, checking the format version.
+    /// Opens `dir` and parses its `config.json`: the format version, every stage, every key
+    /// (see [`read_config`]).
     pub fn open(dir: &Path) -> Result<Bundle, PipelineError> {
-        let path = dir.join(CONFIG_FILE);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| bundle_err(&path, format!("cannot read: {e}")))?;
-        let config: BundleConfig =
-            serde_json::from_str(&text).map_err(|e| bundle_err(&path, format!("invalid config: {e}")))?;
-        if config.format != BUNDLE_FORMAT {
-            return Err(bundle_err(
-                &path,
-                format!(
-                    "bundle format {} but this build reads format {BUNDLE_FORMAT}: convert it again",
-                    config.format
-                ),
-            ));
-        }
+        let config = read_config(dir)?;
         Ok(Bundle { dir: dir.to_owned(), config })
     }
 
@@ -103,6 +92,70 @@ impl Bundle {
 /// Path of component `name` in bundle directory `dir`.
 pub fn component_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.safetensors"))
+}
+
+/// Parses and checks `<dir>/config.json`: the format version first, then the layout (a config
+/// without one of [`Stages::NAMES`], or naming another stage, was written by an older build:
+/// the error says so and how to re-make the bundle), then each stage's config
+/// ([`Stages::validate`]).
+pub fn read_config(dir: &Path) -> Result<BundleConfig, PipelineError> {
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| bundle_err(&path, format!("cannot read: {e}")))?;
+    let invalid = |e: serde_json::Error| bundle_err(&path, format!("invalid config: {e}"));
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+    match value.get("format").and_then(serde_json::Value::as_u64) {
+        Some(format) if format != u64::from(BUNDLE_FORMAT) => {
+            return Err(bundle_err(
+                &path,
+                format!(
+                    "bundle format {format} but this build reads format {BUNDLE_FORMAT}: convert it again"
+                ),
+            ))
+        }
+        _ => {}
+    }
+    if let Some(problem) = stage_layout_problem(&value) {
+        return Err(bundle_err(&path, format!("{problem}: it was made by another build. {REMAKE}")));
+    }
+    let config: BundleConfig = serde_json::from_value(value).map_err(invalid)?;
+    config.stages.validate().map_err(|e| bundle_err(&path, e.to_string()))?;
+    Ok(config)
+}
+
+/// How to re-make a bundle of another layout (the README's "Models and conversion").
+pub const REMAKE: &str = "Re-make the bundle with this build: `img3d-worker prepare-model` (or \
+    `tools/convert.py --config CONFIG` with `img3d-worker bundle-config crm > CONFIG`) for the \
+    official weights; `--model tiny` generates this build's tiny bundle by itself";
+
+/// What is wrong with the `stages` of a parsed `config.json`, if it is not exactly
+/// [`Stages::NAMES`]: the layout of builds whose bundles could lack a stage.
+fn stage_layout_problem(config: &serde_json::Value) -> Option<String> {
+    let Some(stages) = config.get("stages") else {
+        return Some("config.json has no `stages`".to_owned());
+    };
+    let stages = stages.as_object()?;
+    let missing: Vec<_> = Stages::NAMES
+        .iter()
+        .filter(|name| !stages.contains_key(**name))
+        .map(|n| format!("`stages.{n}`"))
+        .collect();
+    let unknown: Vec<_> = stages
+        .keys()
+        .filter(|k| !Stages::NAMES.contains(&k.as_str()))
+        .map(|k| format!("`stages.{k}`"))
+        .collect();
+    match (missing.is_empty(), unknown.is_empty()) {
+        (true, true) => None,
+        (false, true) => Some(format!("config.json has no {}", missing.join(" or "))),
+        (true, false) => {
+            Some(format!("config.json names stage(s) this build does not know: {}", unknown.join(", ")))
+        }
+        (false, false) => Some(format!(
+            "config.json has no {} and names stage(s) this build does not know: {}",
+            missing.join(" or "),
+            unknown.join(", ")
+        )),
+    }
 }
 
 /// Writes `config` as `<dir>/config.json`.

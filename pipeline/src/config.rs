@@ -1,20 +1,19 @@
 //! The model bundle's configuration (`config.json`): run defaults, preprocessing, U-2-Net, and
-//! one slot per model stage that the stage's own module fills and reads.
+//! the typed config of each model stage ([`Stages`]: the stage modules define their own).
 //!
 //! Presets: [`BundleConfig::crm`] mirrors thu-ml/CRM at 4964e36 (`app.py` defaults,
 //! `configs/nf7_v3_SNR_rd_size_stroke.yaml`, `configs/stage2-v2-snr.yaml`,
 //! `configs/specs_objaverse_total.json`) and rembg's `u2net` session; [`BundleConfig::tiny`] is
 //! the same architecture at a tiny width for CPU tests (random weights).
 //!
-//! A stage's config is an opaque `serde_json::Value` here: each stage module defines its typed
-//! config, its presets and its parsing (see [`crate::registry::StageProvider`]), so adding a
-//! stage touches only its own files and one line of the registry.
-
-use std::collections::BTreeMap;
+//! Every field is required and every struct denies unknown keys: a bundle either describes the
+//! whole pipeline this build runs, or it does not load ([`crate::bundle::Bundle::open`] names
+//! what is missing and how to re-make the bundle).
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry;
+use crate::diffusion::{DiffusionConfig, InvalidDiffusionConfig};
+use crate::recon::{ReconConfig, ReconConfigError};
 
 /// Version of the bundle layout. Bump on any incompatible change of files or keys.
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -25,8 +24,9 @@ pub const BUNDLE_FORMAT: u32 = 1;
 pub struct BundleConfig {
     /// [`BUNDLE_FORMAT`] of the code that wrote it.
     pub format: u32,
-    /// Preset name: `crm` (converted official weights) or `tiny`.
-    pub name: String,
+    /// The preset the bundle was made from (`name` in `config.json`).
+    #[serde(rename = "name")]
+    pub preset: Preset,
     /// True when the weights are random (the tiny bundle): outputs are meaningless noise and
     /// everything that describes the bundle says so.
     pub random_weights: bool,
@@ -36,10 +36,66 @@ pub struct BundleConfig {
     pub preprocess: PreprocessConfig,
     /// The background-removal network (rembg's `u2net`).
     pub u2net: U2netConfig,
-    /// Stage configs by provider name (`diffusion`, `recon`), written and read by each stage's
-    /// module. A stage missing here is reported as missing when the pipeline loads.
-    #[serde(default)]
-    pub stages: BTreeMap<String, serde_json::Value>,
+    /// The model stages' architectures.
+    pub stages: Stages,
+}
+
+/// The bundle presets this build defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// The official CRM weights, converted by `tools/convert.py` ([`BundleConfig::crm`]).
+    Crm,
+    /// The random-weight test bundle ([`BundleConfig::tiny`]).
+    Tiny,
+}
+
+impl Preset {
+    /// Its name in `config.json` and in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Preset::Crm => "crm",
+            Preset::Tiny => "tiny",
+        }
+    }
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The model stages, in pipeline order (`stages` in `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stages {
+    /// Stage 1 and 2: the multi-view diffusion ([`crate::diffusion`]).
+    pub diffusion: DiffusionConfig,
+    /// Reconstruction and export ([`crate::recon`]).
+    pub reconstruction: ReconConfig,
+}
+
+impl Stages {
+    /// Key of each stage under `stages` in `config.json`, in pipeline order.
+    pub const NAMES: [&'static str; 2] = ["diffusion", "reconstruction"];
+
+    /// Checks each stage's parts fit together.
+    pub fn validate(&self) -> Result<(), StageConfigError> {
+        self.diffusion.validate().map_err(StageConfigError::Diffusion)?;
+        self.reconstruction.validate().map_err(StageConfigError::Reconstruction)
+    }
+}
+
+/// A stage config whose parts do not fit together, named by its key in `config.json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StageConfigError {
+    /// `stages.diffusion`.
+    #[error("stages.diffusion config: {0}")]
+    Diffusion(InvalidDiffusionConfig),
+    /// `stages.reconstruction`.
+    #[error("stages.reconstruction config: {0}")]
+    Reconstruction(ReconConfigError),
 }
 
 /// Run parameters: upstream `app.py` defaults (seed, guidance, steps from its gradio widgets;
@@ -147,12 +203,12 @@ impl BundleConfig {
     pub fn crm() -> Self {
         BundleConfig {
             format: BUNDLE_FORMAT,
-            name: "crm".into(),
+            preset: Preset::Crm,
             random_weights: false,
             defaults: RunDefaults::default(),
             preprocess: PreprocessConfig::default(),
             u2net: U2netConfig::u2net(),
-            stages: registry::providers().iter().map(|p| (p.name().to_owned(), p.crm_config())).collect(),
+            stages: Stages { diffusion: DiffusionConfig::crm(), reconstruction: ReconConfig::crm() },
         }
     }
 
@@ -161,11 +217,11 @@ impl BundleConfig {
     /// the same.
     pub fn tiny() -> Self {
         BundleConfig {
-            name: "tiny".into(),
+            preset: Preset::Tiny,
             random_weights: true,
             defaults: RunDefaults { steps: TINY_STEPS, ..RunDefaults::default() },
             u2net: U2netConfig::tiny(),
-            stages: registry::providers().iter().map(|p| (p.name().to_owned(), p.tiny_config())).collect(),
+            stages: Stages { diffusion: DiffusionConfig::tiny(), reconstruction: ReconConfig::tiny() },
             ..BundleConfig::crm()
         }
     }
@@ -173,9 +229,9 @@ impl BundleConfig {
     /// One line for logs: the preset, and a warning when the weights are random.
     pub fn summary(&self) -> String {
         if self.random_weights {
-            format!("{} bundle (RANDOM weights: outputs are meaningless noise)", self.name)
+            format!("{} bundle (RANDOM weights: outputs are meaningless noise)", self.preset)
         } else {
-            format!("{} bundle", self.name)
+            format!("{} bundle", self.preset)
         }
     }
 }

@@ -20,15 +20,15 @@ pub mod mesh;
 pub mod params;
 pub mod pipeline;
 pub mod preprocess;
+pub mod random;
 pub mod recon;
-pub mod registry;
 pub mod resample;
 pub mod stages;
 pub mod tiny;
 pub mod u2net;
 pub mod weights;
 
-pub use config::BundleConfig;
+pub use config::{BundleConfig, Preset};
 pub use device::DeviceSpec;
 pub use error::PipelineError;
 pub use params::{Background, RunParams};
