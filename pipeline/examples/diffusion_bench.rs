@@ -176,7 +176,9 @@ fn main() {
         }
         let bundle = Bundle::open(&dir).expect("tiny bundle");
         let defaults = bundle.config().defaults.clone();
-        let mv = load::load_multiview(&bundle, device).expect("loading the tiny diffusion");
+        let mv =
+            load::load_multiview(bundle.components(), &bundle.config().stages.diffusion, &defaults, device)
+                .expect("loading the tiny diffusion");
         (mv, defaults.steps, defaults.guidance_scale)
     } else {
         let steps = args.steps.unwrap_or(50);
@@ -218,7 +220,7 @@ fn main() {
                 seed: 1234,
                 steps,
                 guidance,
-                ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::crm())
+                ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::crm().defaults)
             };
             let cancelled = || false;
             let mut step_times = Vec::new();

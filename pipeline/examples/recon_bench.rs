@@ -18,12 +18,13 @@
 use std::time::Instant;
 
 use image::RgbImage;
+use img3d_pipeline::mesh;
 use img3d_pipeline::mesh::archive::{zip_bytes, NAME};
 use img3d_pipeline::mesh::obj::{mtl_text, obj_text};
 use img3d_pipeline::mesh::raster::rasterize_uv;
 use img3d_pipeline::mesh::texture::{bake, encode_png, finish};
 use img3d_pipeline::mesh::unwrap::unwrap;
-use img3d_pipeline::mesh::{self, export::TEXTURE_SIZE};
+use img3d_pipeline::params::TEXTURE_SIZE;
 use img3d_pipeline::recon::{input, load, to_rows, ReconConfig};
 use img3d_pipeline::DeviceSpec;
 use tch::{Device, Kind, Tensor};

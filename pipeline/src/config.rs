@@ -13,7 +13,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::diffusion::{DiffusionConfig, InvalidDiffusionConfig};
+use crate::params::RunDefaults;
+pub use crate::preprocess::PreprocessConfig;
 use crate::recon::{ReconConfig, ReconConfigError};
+pub use crate::u2net::{RsuWidth, U2netConfig};
 
 /// Version of the bundle layout. Bump on any incompatible change of files or keys.
 pub const BUNDLE_FORMAT: u32 = 1;
@@ -30,7 +33,7 @@ pub struct BundleConfig {
     /// True when the weights are random (the tiny bundle): outputs are meaningless noise and
     /// everything that describes the bundle says so.
     pub random_weights: bool,
-    /// Run parameters (upstream's hard-coded defaults; clients cannot change them).
+    /// Run parameters of a job without options (upstream's hard-coded defaults).
     pub defaults: RunDefaults,
     /// Preprocessing (upstream `preprocess_image`).
     pub preprocess: PreprocessConfig,
@@ -96,105 +99,6 @@ pub enum StageConfigError {
     /// `stages.reconstruction`.
     #[error("stages.reconstruction config: {0}")]
     Reconstruction(ReconConfigError),
-}
-
-/// Run parameters: upstream `app.py` defaults (seed, guidance, steps from its gradio widgets;
-/// eta from `pipelines.py` `stage1_sample`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunDefaults {
-    /// Sampling seed. Upstream shows 1234 but never applies it; we do, so a re-run (a retried
-    /// job) produces identical bytes.
-    pub seed: u64,
-    /// Classifier-free guidance scale (`app.py` 5.5; `run.py` uses 5.0).
-    pub guidance_scale: f64,
-    /// DDIM steps.
-    pub steps: u32,
-    /// DDIM eta (0: deterministic).
-    pub eta: f64,
-}
-
-impl Default for RunDefaults {
-    fn default() -> Self {
-        RunDefaults { seed: 1234, guidance_scale: 5.5, steps: 50, eta: 0.0 }
-    }
-}
-
-/// Preprocessing: upstream `preprocess_image(image, "Auto Remove background", 1.0, "#7F7F7F")`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PreprocessConfig {
-    /// Remove the background with U-2-Net when the input has no transparency.
-    pub remove_background: bool,
-    /// Share of the square the content is scaled to (`do_resize_content`; 1.0 = no-op).
-    pub foreground_ratio: f64,
-    /// Grey level of the background composited under the object (`#7F7F7F`).
-    pub background: u8,
-}
-
-impl Default for PreprocessConfig {
-    fn default() -> Self {
-        PreprocessConfig { remove_background: true, foreground_ratio: 1.0, background: 127 }
-    }
-}
-
-/// One RSU block of U-2-Net: `mid` and `out` channels (its input count follows from the graph).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RsuWidth {
-    /// Channels inside the block.
-    pub mid: i64,
-    /// Channels out of the block.
-    pub out: i64,
-}
-
-const fn rsu(mid: i64, out: i64) -> RsuWidth {
-    RsuWidth { mid, out }
-}
-
-/// U-2-Net (Qin et al. 2020, `U-2-Net/model/u2net.py` `U2NET`) and rembg's `u2net` session
-/// (`rembg/sessions/u2net.py`, `sessions/base.py` `normalize`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct U2netConfig {
-    /// Side of the square network input (rembg: 320, Lanczos).
-    pub input_size: u32,
-    /// Input channels (3).
-    pub in_ch: i64,
-    /// Output channels (1).
-    pub out_ch: i64,
-    /// Encoder blocks `stage1..stage6` (RSU7, RSU6, RSU5, RSU4, RSU4F, RSU4F).
-    pub encoder: [RsuWidth; 6],
-    /// Decoder blocks `stage1d..stage5d` (RSU7, RSU6, RSU5, RSU4, RSU4F).
-    pub decoder: [RsuWidth; 5],
-    /// ImageNet mean subtracted after dividing by the image maximum.
-    pub mean: [f64; 3],
-    /// ImageNet std.
-    pub std: [f64; 3],
-}
-
-impl U2netConfig {
-    /// `U2NET(3, 1)`: the 176 MB model rembg ships as `u2net.onnx`.
-    pub fn u2net() -> Self {
-        U2netConfig {
-            input_size: 320,
-            in_ch: 3,
-            out_ch: 1,
-            encoder: [rsu(32, 64), rsu(32, 128), rsu(64, 256), rsu(128, 512), rsu(256, 512), rsu(256, 512)],
-            decoder: [rsu(16, 64), rsu(32, 64), rsu(64, 128), rsu(128, 256), rsu(256, 512)],
-            mean: [0.485, 0.456, 0.406],
-            std: [0.229, 0.224, 0.225],
-        }
-    }
-
-    /// The same graph with 2-4 channels per block (random weights; for tests).
-    pub fn tiny() -> Self {
-        U2netConfig {
-            encoder: [rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4)],
-            decoder: [rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4)],
-            ..U2netConfig::u2net()
-        }
-    }
 }
 
 impl BundleConfig {

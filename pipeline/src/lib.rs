@@ -11,6 +11,7 @@
 //! [`download`]), or the tiny random-weight bundle ([`tiny`]).
 
 pub mod bundle;
+pub mod components;
 pub mod config;
 pub mod device;
 pub mod diffusion;
@@ -31,5 +32,5 @@ pub mod weights;
 pub use config::{BundleConfig, Preset};
 pub use device::DeviceSpec;
 pub use error::PipelineError;
-pub use params::{Background, RunParams};
+pub use params::{Background, RunDefaults, RunParams};
 pub use pipeline::{Event, Part, Pipeline};

@@ -11,10 +11,11 @@
 //! its [`RunParams`]: the bundle's defaults ([`Pipeline::default_params`]) unless a client chose
 //! otherwise.
 //!
-//! [`Pipeline::load`] loads each stage from the bundle directly: U-2-Net
-//! ([`Preprocessor::load`]), the diffusion ([`diffusion::load::load_multiview`]) and the
-//! reconstruction ([`recon::load::load_reconstruction`]). A bundle always configures every
-//! stage ([`crate::bundle::read_config`]), so a loaded pipeline runs the whole job.
+//! [`Pipeline::load`] opens the bundle and hands each stage its slot of the config and the
+//! bundle's files: U-2-Net ([`Preprocessor::load`]), the diffusion
+//! ([`diffusion::load::load_multiview`]) and the reconstruction
+//! ([`recon::load::load_reconstruction`]). A bundle always configures every stage
+//! ([`crate::bundle::read_config`]), so a loaded pipeline runs the whole job.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -84,9 +85,11 @@ impl Pipeline {
         let start = Instant::now();
         let device = device.resolve()?;
         let bundle = Bundle::open(bundle_dir)?;
-        let preprocessor = Preprocessor::load(&bundle, device)?;
-        let multiview = diffusion::load::load_multiview(&bundle, device)?;
-        let recon = recon::load::load_reconstruction(&bundle, device)?;
+        let (config, files) = (bundle.config(), bundle.components());
+        let preprocessor = Preprocessor::load(files, &config.preprocess, &config.u2net, device)?;
+        let stages = &config.stages;
+        let multiview = diffusion::load::load_multiview(files, &stages.diffusion, &config.defaults, device)?;
+        let recon = recon::load::load_reconstruction(files, &stages.reconstruction, device)?;
         let load_time = start.elapsed();
         let pipeline = Pipeline { bundle, device, preprocessor, multiview, recon, load_time };
         tracing::info!(ms = load_time.as_secs_f64() * 1e3, "{}", pipeline.describe());
@@ -126,7 +129,7 @@ impl Pipeline {
 
     /// The parameters of a run without options (the bundle's defaults).
     pub fn default_params(&self) -> RunParams {
-        RunParams::defaults(self.config())
+        RunParams::defaults(&self.config().defaults)
     }
 
     /// Runs one job with the default parameters (see [`Pipeline::run_with`]).

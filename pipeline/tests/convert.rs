@@ -93,7 +93,7 @@ fn folded_onnx_computes_the_same() {
     let bundle = Bundle::open(&out).unwrap();
     let mut vs = common::cpu_vs();
     let net = U2net::new(&vs.root(), &U2netConfig::tiny());
-    bundle.load_component(&mut vs, U2NET).unwrap();
+    bundle.components().load(&mut vs, U2NET).unwrap();
     let io = common::load_io("preprocess");
     let file: Vec<u8> = Vec::try_from(&io["opaque.file"]).unwrap();
     let img = preprocess::decode(&file).unwrap();

@@ -141,10 +141,14 @@ fn tiny_reconstruction_exports_a_textured_mesh() {
     let cache = tempfile::tempdir().unwrap();
     let dir = img3d_pipeline::tiny::ensure(cache.path()).unwrap();
     let bundle = Bundle::open(&dir).unwrap();
-    let recon = load_reconstruction(&bundle, tch::Device::Cpu).unwrap();
+    let recon =
+        load_reconstruction(bundle.components(), &bundle.config().stages.reconstruction, tch::Device::Cpu)
+            .unwrap();
     let (rgb, ccm) = (views(5), views(17));
-    let seeded =
-        |seed| img3d_pipeline::RunParams { seed, ..img3d_pipeline::RunParams::defaults(bundle.config()) };
+    let seeded = |seed| img3d_pipeline::RunParams {
+        seed,
+        ..img3d_pipeline::RunParams::defaults(&bundle.config().defaults)
+    };
     let never = || false;
     let mut stages = Vec::new();
     let mut progress = |stage: Stage, step: u32, total: u32| stages.push((stage, step, total));
@@ -185,7 +189,7 @@ fn cuda_matches_cpu() {
     let cfg = bundle.config().stages.reconstruction.clone();
     let load = |device: Device| {
         let mut model = CrmReconstruction::new(tch::nn::VarStore::new(device), cfg.clone()).unwrap();
-        bundle.load_component(model.var_store_mut(), "reconstruction").unwrap();
+        bundle.components().load(model.var_store_mut(), "reconstruction").unwrap();
         model
     };
     let (cpu, gpu) = (load(Device::Cpu), load(Device::Cuda(0)));
@@ -204,7 +208,7 @@ fn cuda_matches_cpu() {
     let mut ignore = |_: Stage, _: u32, _: u32| {};
     let params = img3d_pipeline::RunParams {
         seed: 7,
-        ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::tiny())
+        ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::tiny().defaults)
     };
     let zip = gpu.generate3d(&rgb, &ccm, &params, &mut StepCtl::new(&never, &mut ignore)).unwrap().zip;
     assert!(common::check_output_zip(&zip).faces > 100);

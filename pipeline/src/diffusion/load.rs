@@ -1,5 +1,5 @@
-//! The multi-view diffusion in a model bundle: its files, loading them ([`load_multiview`], with
-//! [`DiffusionConfig`] from `stages.diffusion` of `config.json`), and the tiny bundle's random
+//! The multi-view diffusion in a model bundle: its files, loading them ([`load_multiview`], at
+//! the architecture of `stages.diffusion` of `config.json`), and the tiny bundle's random
 //! weights ([`write_tiny`]).
 //!
 //! Bundle files:
@@ -29,7 +29,8 @@ use super::stage1::Stage1;
 use super::stage2::Stage2;
 use super::unet::MultiViewUNet;
 use super::{clip, vae, AutoencoderKl, ClipVision, Ddim, DiffusionConfig, NoiseSchedule, StageConfig};
-use crate::bundle::{self, Bundle, CONSTANTS};
+use crate::components::{self, Components, CONFIG_FILE, CONSTANTS};
+use crate::params::RunDefaults;
 use crate::random::{fnv1a, randomize};
 use crate::PipelineError;
 
@@ -65,9 +66,9 @@ pub fn build(
     (unet, clip, vae)
 }
 
-/// A stage's models, loaded strictly from `component` of `bundle`, with its text contexts.
+/// A stage's models, loaded strictly from its component in `files`, with its text contexts.
 fn load_stage(
-    bundle: &Bundle,
+    files: &Components,
     cfg: &DiffusionConfig,
     index: usize,
     constants: &mut HashMap<String, Tensor>,
@@ -77,11 +78,11 @@ fn load_stage(
     let mut vs = VarStore::new(device);
     vs.set_kind(precision_for(device));
     let (unet, clip, vae) = build(&vs, cfg, stage);
-    bundle.load_component(&mut vs, STAGE_COMPONENTS[index - 1])?;
+    files.load(&mut vs, STAGE_COMPONENTS[index - 1])?;
     let shape = [1, cfg.text_tokens, stage.unet.context_dim];
     let (cond_key, uncond_key) = context_keys(index);
     let mut take = |key: &str| -> Result<Tensor, PipelineError> {
-        let path = bundle.component_path(CONSTANTS);
+        let path = files.path(CONSTANTS);
         let t = constants.remove(key).ok_or_else(|| PipelineError::Weights {
             path: path.clone(),
             reason: format!("missing tensor {key}"),
@@ -106,7 +107,7 @@ pub fn write_tiny(cfg: &DiffusionConfig, seed: u64, dir: &Path) -> Result<(), Pi
         let vs = VarStore::new(Device::Cpu);
         let _models = build(&vs, cfg, stage);
         randomize(&vs, seed ^ fnv1a(component.as_bytes()), TINY_STD);
-        bundle::save_component(dir, component, &vs)?;
+        components::save_component(dir, component, &vs)?;
     }
     // Random stand-ins for the text contexts: unit-variance tokens like the real ones.
     let vs = VarStore::new(Device::Cpu);
@@ -118,17 +119,21 @@ pub fn write_tiny(cfg: &DiffusionConfig, seed: u64, dir: &Path) -> Result<(), Pi
         }
     }
     randomize(&vs, seed ^ fnv1a(CONSTANTS.as_bytes()), 1.0);
-    bundle::save_component(dir, CONSTANTS, &vs)
+    components::save_component(dir, CONSTANTS, &vs)
 }
 
-/// Both stages from `bundle` (`stages.diffusion` of its config, weights loaded strictly) with
-/// the bundle's run defaults.
-pub fn load_multiview(bundle: &Bundle, device: Device) -> Result<CrmMultiView, PipelineError> {
-    let cfg = bundle.config().stages.diffusion.clone();
-    let defaults = &bundle.config().defaults;
+/// Both stages at `cfg`'s architecture, weights loaded strictly from `files`, sampling with
+/// the bundle's run `defaults`.
+pub fn load_multiview(
+    files: &Components,
+    cfg: &DiffusionConfig,
+    defaults: &RunDefaults,
+    device: Device,
+) -> Result<CrmMultiView, PipelineError> {
+    cfg.validate().map_err(|e| PipelineError::Internal(format!("diffusion config: {e}")))?;
     if defaults.eta != 0.0 {
         return Err(PipelineError::Bundle {
-            path: bundle.dir().join(bundle::CONFIG_FILE),
+            path: files.dir().join(CONFIG_FILE),
             reason: format!(
                 "defaults.eta is {}: the DDIM sampler implements eta 0 (upstream's)",
                 defaults.eta
@@ -136,22 +141,19 @@ pub fn load_multiview(bundle: &Bundle, device: Device) -> Result<CrmMultiView, P
         });
     }
     let _guard = tch::no_grad_guard();
-    let mut constants: HashMap<String, Tensor> = bundle
-        .read_component(CONSTANTS)?
-        .into_iter()
-        .filter(|(name, _)| name.starts_with("diffusion."))
-        .collect();
-    let stage1 = load_stage(bundle, &cfg, 1, &mut constants, device)?;
-    let stage2 = load_stage(bundle, &cfg, 2, &mut constants, device)?;
+    let mut constants: HashMap<String, Tensor> =
+        files.read(CONSTANTS)?.into_iter().filter(|(name, _)| name.starts_with("diffusion.")).collect();
+    let stage1 = load_stage(files, cfg, 1, &mut constants, device)?;
+    let stage2 = load_stage(files, cfg, 2, &mut constants, device)?;
     if !constants.is_empty() {
         let mut names: Vec<_> = constants.into_keys().collect();
         names.sort();
         return Err(PipelineError::Weights {
-            path: bundle.component_path(CONSTANTS),
+            path: files.path(CONSTANTS),
             reason: format!("unexpected tensor(s): {}", names.join(", ")),
         });
     }
-    assemble(cfg, [stage1, stage2], defaults.steps, defaults.guidance_scale, device)
+    assemble(cfg.clone(), [stage1, stage2], defaults.steps, defaults.guidance_scale, device)
 }
 
 /// Both stages at `cfg`'s size with libtorch's default random initialisation and random text

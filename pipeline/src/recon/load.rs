@@ -1,5 +1,5 @@
-//! The reconstruction in a model bundle: its file, loading it ([`load_reconstruction`], with
-//! [`ReconConfig`] from `stages.reconstruction` of `config.json`), and the tiny bundle's random
+//! The reconstruction in a model bundle: its file, loading it ([`load_reconstruction`], at the
+//! architecture of `stages.reconstruction` of `config.json`), and the tiny bundle's random
 //! weights ([`write_tiny`]).
 //!
 //! Bundle file: `reconstruction.safetensors`, the keys of upstream's `CRM.pth` under their own
@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use super::{CrmReconstruction, ReconConfig, SharedReconstruction};
-use crate::bundle::{self, Bundle};
+use crate::components::{self, Components};
 use crate::random::{fnv1a, randomize};
 use crate::PipelineError;
 
@@ -56,14 +56,17 @@ pub fn write_tiny(cfg: &ReconConfig, seed: u64, dir: &Path) -> Result<(), Pipeli
     let vs = &model.vs;
     randomize(vs, seed ^ fnv1a(COMPONENT.as_bytes()), TINY_STD);
     scale_sdf_output(vs, TINY_SDF_OUTPUT_SCALE);
-    bundle::save_component(dir, COMPONENT, vs)
+    components::save_component(dir, COMPONENT, vs)
 }
 
-/// The reconstruction from `bundle` (`stages.reconstruction` of its config, weights loaded
-/// strictly) on `device`, ready to serve jobs.
-pub fn load_reconstruction(bundle: &Bundle, device: Device) -> Result<SharedReconstruction, PipelineError> {
-    let cfg = bundle.config().stages.reconstruction.clone();
-    let mut model = CrmReconstruction::new(VarStore::new(device), cfg)?;
-    bundle.load_component(model.var_store_mut(), COMPONENT)?;
+/// The reconstruction at `cfg`'s architecture, weights loaded strictly from `files`, on
+/// `device`, ready to serve jobs.
+pub fn load_reconstruction(
+    files: &Components,
+    cfg: &ReconConfig,
+    device: Device,
+) -> Result<SharedReconstruction, PipelineError> {
+    let mut model = CrmReconstruction::new(VarStore::new(device), cfg.clone())?;
+    files.load(model.var_store_mut(), COMPONENT)?;
     Ok(SharedReconstruction::new(model))
 }
