@@ -9,6 +9,11 @@
 //! flag and a sink for parts and progress. Models come as a bundle directory ([`bundle`]):
 //! converted from the official checkpoints by `tools/convert.py` (downloaded on first use by
 //! [`download`]), or the tiny random-weight bundle ([`tiny`]).
+//!
+//! Each stage module owns its typed config and loads itself from a bundle's [`components`]:
+//! [`u2net`] and [`preprocess`], [`diffusion`], [`recon`] (with [`mesh`]). [`config`] composes
+//! their configs into `config.json`, [`bundle`] reads and checks it, and [`Pipeline::load`]
+//! calls each stage directly. No module imports one above it (ARCHITECTURE.md lists the layers).
 
 pub mod bundle;
 pub mod components;
