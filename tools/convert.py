@@ -7,8 +7,9 @@
 
 Inputs: rembg's `u2net.onnx`, and from Hugging Face `Zhengyi/CRM` `pixel-diffusion.pth`,
 `ccm-diffusion.pth` and `CRM.pth`. `--config` is the bundle's `config.json` as this build of
-img3d defines it (`img3d-worker bundle-config crm` prints it); it says which stages the bundle
-holds, and each stage's converter below writes that stage's files. `--openclip`: the
+img3d defines it (`img3d-worker bundle-config crm` prints it): every stage under `stages`
+(`diffusion`, `reconstruction`), each converted by its converter below, and written unchanged
+as the bundle's `config.json`. `--openclip`: the
 checkpoints are loaded over open_clip's pretrained ViT-H-14 (laion2b_s32b_b79k) upstream; give
 that file when the checkpoints do not carry the CLIP weights themselves.
 
@@ -33,9 +34,10 @@ from safetensors.torch import save_file  # noqa: E402
 
 from bundle import diffusion, onnx_proto, reconstruction, u2net_onnx  # noqa: E402
 
-# Stage converters by their key under `stages` in config.json: (function(inputs, args, config)
-# -> (components, constants), input flags). A stage of the config without an entry here cannot
-# be converted (this tool is older than the build).
+# Stage converters by their key under `stages` in config.json (`Stages` in
+# pipeline/src/config.rs), in pipeline order: (function(inputs, args, config) -> (components,
+# constants), input flags). A bundle holds every stage; a config naming another stage is of
+# another build than this tool.
 STAGES = {
     "diffusion": (lambda inputs, args, config: diffusion.convert(inputs, args), ("pixel", "ccm")),
     reconstruction.NAME: (reconstruction.convert, ("crm",)),
@@ -79,21 +81,28 @@ def save(directory, name, tensors):
     print(f"  wrote {name}.safetensors: {len(tensors)} tensors, {os.path.getsize(path) / 2**20:.1f} MiB")
 
 
+def check_stages(config):
+    """Raises ValueError unless the config's `stages` are exactly the ones this tool converts."""
+    stages = config.get("stages")
+    if not isinstance(stages, dict):
+        raise ValueError("the config has no `stages`: give the output of `img3d-worker bundle-config crm` of this build")
+    absent = [f"stages.{name}" for name in STAGES if name not in stages]
+    unknown = sorted(f"stages.{name}" for name in set(stages) - set(STAGES))
+    if absent:
+        raise ValueError(f"the config has no {', '.join(absent)}: give the output of `img3d-worker bundle-config crm` of this build")
+    if unknown:
+        raise ValueError(f"the config has stage(s) this converter does not know: {', '.join(unknown)} (a converter older than the build?)")
+
+
 def convert(args):
     with open(args.config) as f:
         config = json.load(f)
-    unknown = sorted(set(config.get("stages", {})) - set(STAGES))
-    if unknown:
-        raise ValueError(f"the config has stage(s) this converter does not know: {', '.join(unknown)}")
-    needed = ["u2net"] + [flag for name in config.get("stages", {}) for flag in STAGES[name][1]]
+    check_stages(config)
+    needed = ["u2net"] + [flag for _, flags in STAGES.values() for flag in flags]
     missing = [f"--{flag}" for flag in needed if getattr(args, flag) is None]
     if missing:
-        raise ValueError(f"missing input(s) for this config: {', '.join(missing)}")
+        raise ValueError(f"missing input(s): {', '.join(missing)}")
     inputs = {flag: getattr(args, flag) for flag in needed}
-    for name, (_, flags) in STAGES.items():
-        unused = [f"--{flag}" for flag in flags if flag not in needed and getattr(args, flag) is not None]
-        if unused:
-            print(f"note: the config has no `{name}` stage (not in this build yet): {', '.join(unused)} not converted")
 
     out = os.path.abspath(args.out)
     if os.path.exists(out) and not args.force:
@@ -105,7 +114,7 @@ def convert(args):
         start = time.monotonic()
         save(tmp, U2NET, u2net_component(inputs["u2net"], config))
         constants = {}
-        for name in config.get("stages", {}):
+        for name in STAGES:
             components, consts = STAGES[name][0](inputs, args, config)
             for component, tensors in components.items():
                 save(tmp, component, tensors)

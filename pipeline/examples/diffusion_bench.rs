@@ -24,9 +24,9 @@ use std::time::Instant;
 use image::RgbImage;
 use img3d_pipeline::bundle::Bundle;
 use img3d_pipeline::diffusion::multiview::CrmMultiView;
-use img3d_pipeline::diffusion::provider::{self, precision_for};
 use img3d_pipeline::diffusion::sampler::{guided_eps, sample, StageModels};
 use img3d_pipeline::diffusion::stage1::FrameConfig;
+use img3d_pipeline::diffusion::{load, precision_for};
 use img3d_pipeline::diffusion::{Ddim, DiffusionConfig};
 use img3d_pipeline::stages::{MultiView, Stage, StepCtl};
 use img3d_pipeline::{tiny, DeviceSpec};
@@ -186,14 +186,15 @@ fn main() {
         }
         let bundle = Bundle::open(&dir).expect("tiny bundle");
         let defaults = bundle.config().defaults.clone();
-        let mv = provider::load_multiview(&bundle, &bundle.config().stages[provider::NAME], device)
-            .expect("loading the tiny diffusion");
+        let mv =
+            load::load_multiview(bundle.components(), &bundle.config().stages.diffusion, &defaults, device)
+                .expect("loading the tiny diffusion");
         (mv, defaults.steps, defaults.guidance_scale)
     } else {
         // 50 as upstream on a GPU; 2 on the CPU, where one full-size stage-1 call takes ~15 s
         // on 2 cores and a 50-step loop would not end for half an hour.
         let steps = args.steps.unwrap_or(if device.is_cuda() { 50 } else { 2 });
-        let mv = provider::random_multiview(DiffusionConfig::crm(), device, steps, 5.5).expect("building");
+        let mv = load::random_multiview(DiffusionConfig::crm(), device, steps, 5.5).expect("building");
         (mv, steps, 5.5)
     };
     sync(device);
@@ -234,7 +235,7 @@ fn main() {
                 seed: 1234,
                 steps,
                 guidance,
-                ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::crm())
+                ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::crm().defaults)
             };
             let cancelled = || false;
             let mut step_times = Vec::new();

@@ -26,7 +26,7 @@ use image::{DynamicImage, RgbImage};
 use img3d_pipeline::config::{PreprocessConfig, U2netConfig};
 use img3d_pipeline::preprocess::{self, Preprocessor};
 use img3d_pipeline::u2net::U2net;
-use img3d_pipeline::{bundle, tiny};
+use img3d_pipeline::{bundle, random};
 use tch::nn::VarStore;
 use tch::Device;
 
@@ -65,7 +65,7 @@ fn bench(label: &str, cfg: &U2netConfig, file: &[u8], runs: u32) -> Steps {
     let _guard = tch::no_grad_guard();
     let vs = VarStore::new(Device::Cpu);
     let net = U2net::new(&vs.root(), cfg);
-    tiny::randomize(&vs, 7, 0.05);
+    random::randomize(&vs, 7, 0.05);
     let dir = tempfile::tempdir().unwrap();
     bundle::save_component(dir.path(), "u2net", &vs).unwrap();
     let pre = Preprocessor::with_weights(

@@ -18,13 +18,14 @@
 use std::time::Instant;
 
 use image::RgbImage;
+use img3d_pipeline::mesh;
 use img3d_pipeline::mesh::archive::{zip_bytes, NAME};
 use img3d_pipeline::mesh::obj::{mtl_text, obj_text};
 use img3d_pipeline::mesh::raster::rasterize_uv;
 use img3d_pipeline::mesh::texture::{bake, encode_png, finish};
 use img3d_pipeline::mesh::unwrap::unwrap;
-use img3d_pipeline::mesh::{self, export::TEXTURE_SIZE};
-use img3d_pipeline::recon::{input, provider, to_rows, ReconConfig};
+use img3d_pipeline::params::TEXTURE_SIZE;
+use img3d_pipeline::recon::{input, load, to_rows, ReconConfig};
 use img3d_pipeline::DeviceSpec;
 use tch::{Device, Kind, Tensor};
 
@@ -76,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (and every machine) times the same network and the same mesh.
     tch::manual_seed(1234);
     let start = Instant::now();
-    let model = provider::random(cfg, device)?;
+    let model = load::random(cfg, device)?;
     sync(device);
     println!("build + grid: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
     let (rgb, ccm) = (strip(0), strip(91));

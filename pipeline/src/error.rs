@@ -31,10 +31,6 @@ pub enum PipelineError {
     /// The requested device is not usable.
     #[error("device: {0}")]
     Device(String),
-    /// The pipeline cannot run this part: a stage is missing from this build or bundle (the
-    /// message names it).
-    #[error("pipeline unavailable: {0}")]
-    Unavailable(String),
     /// The job was cancelled between steps.
     #[error("cancelled")]
     Cancelled,

@@ -9,8 +9,14 @@
 //! flag and a sink for parts and progress. Models come as a bundle directory ([`bundle`]):
 //! converted from the official checkpoints by `tools/convert.py` (downloaded on first use by
 //! [`download`]), or the tiny random-weight bundle ([`tiny`]).
+//!
+//! Each stage module owns its typed config and loads itself from a bundle's [`components`]:
+//! [`u2net`] and [`preprocess`], [`diffusion`], [`recon`] (with [`mesh`]). [`config`] composes
+//! their configs into `config.json`, [`bundle`] reads and checks it, and [`Pipeline::load`]
+//! calls each stage directly. No module imports one above it (ARCHITECTURE.md lists the layers).
 
 pub mod bundle;
+pub mod components;
 pub mod config;
 pub mod device;
 pub mod diffusion;
@@ -20,16 +26,16 @@ pub mod mesh;
 pub mod params;
 pub mod pipeline;
 pub mod preprocess;
+pub mod random;
 pub mod recon;
-pub mod registry;
 pub mod resample;
 pub mod stages;
 pub mod tiny;
 pub mod u2net;
 pub mod weights;
 
-pub use config::BundleConfig;
+pub use config::{BundleConfig, Preset};
 pub use device::DeviceSpec;
 pub use error::PipelineError;
-pub use params::{Background, RunParams};
+pub use params::{Background, RunDefaults, RunParams};
 pub use pipeline::{Event, Part, Pipeline};

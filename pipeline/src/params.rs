@@ -1,19 +1,45 @@
-//! The parameters of one run: the bundle's defaults ([`crate::config::RunDefaults`]) with
-//! whatever a client chose for its job in their place.
+//! The parameters of one run: the bundle's defaults ([`RunDefaults`], `defaults` in its
+//! `config.json`) with whatever a client chose for its job in their place.
 //!
 //! [`crate::Pipeline::default_params`] gives the defaults, which reproduce the output of a run
 //! without options byte for byte; a caller overrides fields and hands the result to
 //! [`crate::Pipeline::run`]. [`RunParams::check`] bounds every field, so a value the gateway
 //! should have refused fails the job cleanly instead of reaching libtorch.
 
-use crate::config::BundleConfig;
+use serde::{Deserialize, Serialize};
+
 use crate::PipelineError;
 
 /// Texture sizes the export bakes at (upstream's is 1024).
 pub const TEXTURE_SIZES: [u32; 3] = [512, 1024, 2048];
 
+/// Texture size of a job without options, as upstream's `res=(1024, 1024)`.
+pub const TEXTURE_SIZE: u32 = 1024;
+
 /// Fewest faces a decimation target may ask for.
 pub const MIN_FACES: u32 = 500;
+
+/// Run parameters: upstream `app.py` defaults (seed, guidance, steps from its gradio widgets;
+/// eta from `pipelines.py` `stage1_sample`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunDefaults {
+    /// Sampling seed. Upstream shows 1234 but never applies it; we do, so a re-run (a retried
+    /// job) produces identical bytes.
+    pub seed: u64,
+    /// Classifier-free guidance scale (`app.py` 5.5; `run.py` uses 5.0).
+    pub guidance_scale: f64,
+    /// DDIM steps.
+    pub steps: u32,
+    /// DDIM eta (0: deterministic).
+    pub eta: f64,
+}
+
+impl Default for RunDefaults {
+    fn default() -> Self {
+        RunDefaults { seed: 1234, guidance_scale: 5.5, steps: 50, eta: 0.0 }
+    }
+}
 
 /// Background removal of the input image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +74,15 @@ pub struct RunParams {
 }
 
 impl RunParams {
-    /// The bundle's defaults: upstream's run, exactly what a job without options gets.
-    pub fn defaults(config: &BundleConfig) -> Self {
+    /// The bundle's defaults (`defaults` of its config): upstream's run, exactly what a job
+    /// without options gets.
+    pub fn defaults(defaults: &RunDefaults) -> Self {
         RunParams {
-            seed: config.defaults.seed,
-            guidance: config.defaults.guidance_scale,
-            steps: config.defaults.steps,
+            seed: defaults.seed,
+            guidance: defaults.guidance_scale,
+            steps: defaults.steps,
             background: Background::Auto,
-            texture: crate::mesh::export::TEXTURE_SIZE,
+            texture: TEXTURE_SIZE,
             faces: None,
             glb: false,
         }

@@ -11,13 +11,13 @@
 //! its [`RunParams`]: the bundle's defaults ([`Pipeline::default_params`]) unless a client chose
 //! otherwise.
 //!
-//! The stages come from the registry ([`crate::registry`]). A stage this build or this bundle
-//! lacks is named in [`Pipeline::describe`] and makes [`Pipeline::run`] fail with
-//! [`PipelineError::Unavailable`] right where it would be needed (after preprocessing for the
-//! diffusion, after the two images for the reconstruction): no part is ever faked.
+//! [`Pipeline::load`] opens the bundle and hands each stage its slot of the config and the
+//! bundle's files: U-2-Net ([`Preprocessor::load`]), the diffusion
+//! ([`diffusion::load::load_multiview`]) and the reconstruction
+//! ([`recon::load::load_reconstruction`]). A bundle always configures every stage
+//! ([`crate::bundle::read_config`]), so a loaded pipeline runs the whole job.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use image::RgbImage;
@@ -25,10 +25,11 @@ use tch::Device;
 
 use crate::bundle::Bundle;
 use crate::config::BundleConfig;
+use crate::diffusion::multiview::CrmMultiView;
 use crate::preprocess::Preprocessor;
-use crate::registry::{self, LoadedStage, StageKind};
+use crate::recon::SharedReconstruction;
 use crate::stages::{MultiView, Reconstruction, Stage, StepCtl};
-use crate::{DeviceSpec, PipelineError, RunParams};
+use crate::{diffusion, recon, DeviceSpec, PipelineError, RunParams};
 
 /// Width and height of each stage's output strip: six 256x256 views side by side.
 pub const STRIP: (u32, u32) = (1536, 256);
@@ -72,57 +73,38 @@ pub struct Pipeline {
     bundle: Bundle,
     device: Device,
     preprocessor: Preprocessor,
-    multiview: Option<Arc<dyn MultiView>>,
-    recon: Option<Arc<dyn Reconstruction>>,
-    missing: Vec<String>,
+    multiview: CrmMultiView,
+    recon: SharedReconstruction,
     load_time: Duration,
 }
 
 impl Pipeline {
-    /// Loads the bundle in `bundle_dir` onto `device`: U-2-Net and every registered stage the
-    /// bundle configures. Logs and records how long it took.
+    /// Loads the bundle in `bundle_dir` onto `device`: U-2-Net, the diffusion and the
+    /// reconstruction. Logs and records how long it took.
     pub fn load(bundle_dir: &Path, device: DeviceSpec) -> Result<Self, PipelineError> {
         let start = Instant::now();
         let device = device.resolve()?;
         let bundle = Bundle::open(bundle_dir)?;
-        let preprocessor = Preprocessor::load(&bundle, device)?;
-        let (mut multiview, mut recon, mut missing) = (None, None, Vec::new());
-        for provider in registry::providers() {
-            let Some(config) = bundle.config().stages.get(provider.name()) else {
-                missing.push(format!(
-                    "{} (the bundle has no `{}` config: convert it again)",
-                    provider.kind().describe(),
-                    provider.name()
-                ));
-                continue;
-            };
-            match provider.load(&bundle, config, device)? {
-                LoadedStage::MultiView(s) => multiview = Some(s),
-                LoadedStage::Reconstruction(s) => recon = Some(s),
-            }
-        }
-        for kind in registry::missing_kinds() {
-            missing.push(format!("{} (not in this build yet)", kind.describe()));
-        }
+        let (config, files) = (bundle.config(), bundle.components());
+        let preprocessor = Preprocessor::load(files, &config.preprocess, &config.u2net, device)?;
+        let stages = &config.stages;
+        let multiview = diffusion::load::load_multiview(files, &stages.diffusion, &config.defaults, device)?;
+        let recon = recon::load::load_reconstruction(files, &stages.reconstruction, device)?;
         let load_time = start.elapsed();
-        let pipeline = Pipeline { bundle, device, preprocessor, multiview, recon, missing, load_time };
+        let pipeline = Pipeline { bundle, device, preprocessor, multiview, recon, load_time };
         tracing::info!(ms = load_time.as_secs_f64() * 1e3, "{}", pipeline.describe());
         Ok(pipeline)
     }
 
-    /// One line: bundle, device, load time, missing stages, and a warning for random weights.
+    /// One line: bundle, device, load time, and a warning for random weights.
     pub fn describe(&self) -> String {
-        let mut line = format!(
+        format!(
             "{} at {} on {:?}, loaded in {:.2} s",
             self.bundle.config().summary(),
             self.bundle.dir().display(),
             self.device,
             self.load_time.as_secs_f64()
-        );
-        if !self.missing.is_empty() {
-            line += &format!("; missing stage(s): {}", self.missing.join(", "));
-        }
-        line
+        )
     }
 
     /// The bundle's config.
@@ -140,11 +122,6 @@ impl Pipeline {
         self.load_time
     }
 
-    /// The stages this pipeline lacks, described (empty when complete).
-    pub fn missing_stages(&self) -> &[String] {
-        &self.missing
-    }
-
     /// The preprocessing step alone: image bytes -> square RGB reference on grey.
     pub fn preprocess(&self, image: &[u8]) -> Result<RgbImage, PipelineError> {
         self.preprocessor.run(image)
@@ -152,7 +129,7 @@ impl Pipeline {
 
     /// The parameters of a run without options (the bundle's defaults).
     pub fn default_params(&self) -> RunParams {
-        RunParams::defaults(self.config())
+        RunParams::defaults(&self.config().defaults)
     }
 
     /// Runs one job with the default parameters (see [`Pipeline::run_with`]).
@@ -188,8 +165,7 @@ impl Pipeline {
             let _ = on_event(Event::Progress { stage, step, total });
         };
         // 2. stage 1 and 2
-        let multiview = self.multiview.as_ref().ok_or_else(|| self.unavailable(StageKind::MultiView))?;
-        let views = multiview.stage1(&reference, params, &mut StepCtl::new(cancelled, &mut progress))?;
+        let views = self.multiview.stage1(&reference, params, &mut StepCtl::new(cancelled, &mut progress))?;
         check_strip("stage 1", &views)?;
         on_event(Event::Part { part: Part::PixelImages, bytes: encode_png(&views)? })?;
         check()?;
@@ -197,30 +173,22 @@ impl Pipeline {
             let _ = on_event(Event::Progress { stage, step, total });
         };
         let xyzs =
-            multiview.stage2(&reference, &views, params, &mut StepCtl::new(cancelled, &mut progress))?;
+            self.multiview.stage2(&reference, &views, params, &mut StepCtl::new(cancelled, &mut progress))?;
         check_strip("stage 2", &xyzs)?;
         on_event(Event::Part { part: Part::XyzImages, bytes: encode_png(&xyzs)? })?;
         check()?;
         // 3. reconstruction and export
-        let recon = self.recon.as_ref().ok_or_else(|| self.unavailable(StageKind::Reconstruction))?;
         let mut progress = |stage, step, total| {
             let _ = on_event(Event::Progress { stage, step, total });
         };
-        let files = recon.generate3d(&views, &xyzs, params, &mut StepCtl::new(cancelled, &mut progress))?;
+        let files =
+            self.recon.generate3d(&views, &xyzs, params, &mut StepCtl::new(cancelled, &mut progress))?;
         on_event(Event::Part { part: Part::Output3d, bytes: files.zip })?;
         match files.glb {
             Some(glb) => on_event(Event::Part { part: Part::OutputGlb, bytes: glb }),
             None if params.glb => Err(PipelineError::Internal("the reconstruction made no GLB".into())),
             None => Ok(()),
         }
-    }
-
-    fn unavailable(&self, kind: StageKind) -> PipelineError {
-        PipelineError::Unavailable(format!(
-            "this pipeline has no {} stage; missing: {}",
-            kind.describe(),
-            self.missing.join(", ")
-        ))
     }
 }
 

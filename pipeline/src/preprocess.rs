@@ -26,14 +26,32 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use image::{DynamicImage, GrayImage, ImageDecoder, ImageReader, RgbImage, RgbaImage};
+use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::bundle::{Bundle, U2NET};
-use crate::config::{PreprocessConfig, U2netConfig};
+use crate::components::{Components, U2NET};
 use crate::resample::{self, Filter};
-use crate::u2net::U2net;
+use crate::u2net::{U2net, U2netConfig};
 use crate::{Background, PipelineError};
+
+/// Preprocessing: upstream `preprocess_image(image, "Auto Remove background", 1.0, "#7F7F7F")`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreprocessConfig {
+    /// Remove the background with U-2-Net when the input has no transparency.
+    pub remove_background: bool,
+    /// Share of the square the content is scaled to (`do_resize_content`; 1.0 = no-op).
+    pub foreground_ratio: f64,
+    /// Grey level of the background composited under the object (`#7F7F7F`).
+    pub background: u8,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        PreprocessConfig { remove_background: true, foreground_ratio: 1.0, background: 127 }
+    }
+}
 
 /// Preprocessing with its background-removal network loaded.
 pub struct Preprocessor {
@@ -50,17 +68,21 @@ struct LoadedU2net {
 }
 
 impl Preprocessor {
-    /// Loads U-2-Net from `bundle` onto `device` (fp32: rembg runs it in fp32 too), unless
-    /// the bundle turns background removal off.
-    pub fn load(bundle: &Bundle, device: Device) -> Result<Self, PipelineError> {
-        let config = bundle.config();
-        if !config.preprocess.remove_background {
-            return Ok(Preprocessor { cfg: config.preprocess.clone(), u2net: None });
+    /// Loads U-2-Net of architecture `u2net` from the bundle's [`U2NET`] component onto
+    /// `device` (fp32: rembg runs it in fp32 too), unless `cfg` turns background removal off.
+    pub fn load(
+        files: &Components,
+        cfg: &PreprocessConfig,
+        u2net: &U2netConfig,
+        device: Device,
+    ) -> Result<Self, PipelineError> {
+        if !cfg.remove_background {
+            return Ok(Preprocessor { cfg: cfg.clone(), u2net: None });
         }
         let mut vs = VarStore::new(device);
-        let net = U2net::new(&vs.root(), &config.u2net);
-        bundle.load_component(&mut vs, U2NET)?;
-        Ok(Self::assemble(config.preprocess.clone(), net, config.u2net.clone(), vs))
+        let net = U2net::new(&vs.root(), u2net);
+        files.load(&mut vs, U2NET)?;
+        Ok(Self::assemble(cfg.clone(), net, u2net.clone(), vs))
     }
 
     /// Preprocessing with U-2-Net of architecture `u2net` loaded strictly from the safetensors

@@ -7,10 +7,10 @@
 //! generate3d(model, np_imgs, np_xyzs) -> output3d.zip
 //! ```
 //!
-//! Each stage is a trait object so the pipeline can be assembled from what a bundle provides and
-//! report precisely which stages are missing, and so each stage can be tested on its own.
-//! Images cross the seams as 8-bit RGB, as they do upstream (stage 2 consumes stage 1's u8
-//! images, not its latents; `generate3d` consumes the u8 arrays).
+//! Each seam is a trait ([`MultiView`], [`Reconstruction`]) so its contract is written in one
+//! place and each stage can be tested and benchmarked on its own. Images cross the seams as
+//! 8-bit RGB, as they do upstream (stage 2 consumes stage 1's u8 images, not its latents;
+//! `generate3d` consumes the u8 arrays).
 
 use image::RgbImage;
 

@@ -11,11 +11,12 @@
 use std::path::{Path, PathBuf};
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 use crate::bundle::{self, U2NET};
 use crate::config::BundleConfig;
-use crate::{registry, u2net, PipelineError};
+use crate::random::{fnv1a, randomize};
+use crate::{diffusion, recon, u2net, PipelineError};
 
 /// Seed of the tiny bundle's random weights.
 pub const SEED: u64 = 20240301;
@@ -77,73 +78,20 @@ pub fn ensure(cache: &Path) -> Result<PathBuf, PipelineError> {
     Ok(dir)
 }
 
-/// Writes the tiny bundle into the existing directory `dir`.
+/// Writes the tiny bundle into the existing directory `dir`: U-2-Net, then each stage's files
+/// (random weights seeded by [`SEED`] and the stage's key in `config.json`), `config.json` last.
 pub fn write(dir: &Path) -> Result<(), PipelineError> {
     let config = BundleConfig::tiny();
+    config.stages.validate().map_err(|e| PipelineError::Internal(format!("the tiny config: {e}")))?;
     let _guard = tch::no_grad_guard();
     let vs = VarStore::new(Device::Cpu);
     let _net = u2net::U2net::new(&vs.root(), &config.u2net);
     randomize(&vs, SEED ^ fnv1a(U2NET.as_bytes()), 0.2);
     bundle::save_component(dir, U2NET, &vs)?;
-    for provider in registry::providers() {
-        let stage_config = &config.stages[provider.name()];
-        provider.write_tiny(stage_config, SEED ^ fnv1a(provider.name().as_bytes()), dir)?;
-    }
+    let [diffusion_key, recon_key] = crate::config::Stages::NAMES;
+    diffusion::load::write_tiny(&config.stages.diffusion, SEED ^ fnv1a(diffusion_key.as_bytes()), dir)?;
+    recon::load::write_tiny(&config.stages.reconstruction, SEED ^ fnv1a(recon_key.as_bytes()), dir)?;
     bundle::write_config(dir, &config)
-}
-
-/// Fills every floating variable of `vs` with seeded normal noise of deviation `std`, the same
-/// values on every machine and in every thread (each variable draws from its own stream, seeded
-/// by `seed` and its name). Norm scales (1-D `weight`) are `1 + noise` and batch-norm variances
-/// `1 + |noise|`, so activations stay finite; upstream zero-inits some output layers, which the
-/// noise replaces so every weight matters.
-pub fn randomize(vs: &VarStore, seed: u64, std: f64) {
-    let _guard = tch::no_grad_guard();
-    for (name, mut var) in vs.variables() {
-        if !var.is_floating_point() {
-            continue;
-        }
-        let numel = var.numel();
-        let mut rng = SplitMix64(seed ^ fnv1a(name.as_bytes()));
-        let noise: Vec<f32> = (0..numel).map(|_| (rng.normal() * std) as f32).collect();
-        let noise = Tensor::from_slice(&noise).view(var.size().as_slice());
-        let value = if name.ends_with("running_var") {
-            noise.abs() + 1.0
-        } else if name.ends_with("weight") && var.dim() == 1 {
-            noise + 1.0
-        } else {
-            noise
-        };
-        var.copy_(&value.to_kind(Kind::Float));
-    }
-}
-
-/// FNV-1a, 64 bit: a stable hash for seeds and versions (std's hasher is not stable).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// SplitMix64 with Box-Muller normals: small, portable and reproducible.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform(), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
 }
 
 fn tempfile_dir(parent: &Path) -> Result<PathBuf, PipelineError> {

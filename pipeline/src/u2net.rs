@@ -7,10 +7,68 @@
 //! ..., `side1.weight`, `outconv.bias`); `num_batches_tracked` (a training counter) is not
 //! loaded. Inference only: batch norm uses its running statistics, as the exported ONNX does.
 
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module, ModuleT};
 use tch::Tensor;
 
-use crate::config::{RsuWidth, U2netConfig};
+/// One RSU block of U-2-Net: `mid` and `out` channels (its input count follows from the graph).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RsuWidth {
+    /// Channels inside the block.
+    pub mid: i64,
+    /// Channels out of the block.
+    pub out: i64,
+}
+
+const fn rsu(mid: i64, out: i64) -> RsuWidth {
+    RsuWidth { mid, out }
+}
+
+/// U-2-Net (Qin et al. 2020, `U-2-Net/model/u2net.py` `U2NET`) and rembg's `u2net` session
+/// (`rembg/sessions/u2net.py`, `sessions/base.py` `normalize`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct U2netConfig {
+    /// Side of the square network input (rembg: 320, Lanczos).
+    pub input_size: u32,
+    /// Input channels (3).
+    pub in_ch: i64,
+    /// Output channels (1).
+    pub out_ch: i64,
+    /// Encoder blocks `stage1..stage6` (RSU7, RSU6, RSU5, RSU4, RSU4F, RSU4F).
+    pub encoder: [RsuWidth; 6],
+    /// Decoder blocks `stage1d..stage5d` (RSU7, RSU6, RSU5, RSU4, RSU4F).
+    pub decoder: [RsuWidth; 5],
+    /// ImageNet mean subtracted after dividing by the image maximum.
+    pub mean: [f64; 3],
+    /// ImageNet std.
+    pub std: [f64; 3],
+}
+
+impl U2netConfig {
+    /// `U2NET(3, 1)`: the 176 MB model rembg ships as `u2net.onnx`.
+    pub fn u2net() -> Self {
+        U2netConfig {
+            input_size: 320,
+            in_ch: 3,
+            out_ch: 1,
+            encoder: [rsu(32, 64), rsu(32, 128), rsu(64, 256), rsu(128, 512), rsu(256, 512), rsu(256, 512)],
+            decoder: [rsu(16, 64), rsu(32, 64), rsu(64, 128), rsu(128, 256), rsu(256, 512)],
+            mean: [0.485, 0.456, 0.406],
+            std: [0.229, 0.224, 0.225],
+        }
+    }
+
+    /// The same graph with 2-4 channels per block (random weights; for tests).
+    pub fn tiny() -> Self {
+        U2netConfig {
+            encoder: [rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4)],
+            decoder: [rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4), rsu(2, 4)],
+            ..U2netConfig::u2net()
+        }
+    }
+}
 
 /// Conv 3x3 (dilated) + batch norm + ReLU.
 pub struct ReBnConv {

@@ -1,12 +1,12 @@
 //! Model bundles: the tiny bundle is generated once, deterministically, says it is random, and
-//! loads strictly; broken bundles fail with errors that name the problem; the pipeline names
-//! the stages it lacks instead of faking parts.
+//! loads strictly; broken bundles, and bundles of an older layout, fail with errors that name
+//! the problem (and how to re-make an old one).
 
 use std::path::Path;
 
 use img3d_pipeline::bundle::{self, Bundle};
-use img3d_pipeline::config::{BundleConfig, BUNDLE_FORMAT};
-use img3d_pipeline::{tiny, DeviceSpec, Event, Pipeline, PipelineError};
+use img3d_pipeline::config::{BundleConfig, Stages, BUNDLE_FORMAT};
+use img3d_pipeline::{tiny, DeviceSpec, Event, Part, Pipeline, PipelineError};
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -46,11 +46,10 @@ fn tiny_bundle_is_cached_and_deterministic() {
     assert!(opened.config().summary().contains("RANDOM"));
 }
 
-/// The pipeline on the tiny bundle preprocesses, then fails with `Unavailable` naming each
-/// stage this build lacks, and publishes no part; `describe` says random weights and missing
-/// stages.
+/// The pipeline on the tiny bundle runs every stage: preprocessing, then the three parts;
+/// `describe` says the weights are random.
 #[test]
-fn pipeline_names_missing_stages() {
+fn pipeline_runs_every_stage() {
     let cache = tempfile::tempdir().unwrap();
     let dir = tiny::ensure(cache.path()).unwrap();
     let pipeline = Pipeline::load(&dir, DeviceSpec::Cpu).unwrap();
@@ -58,25 +57,31 @@ fn pipeline_names_missing_stages() {
     assert!(line.contains("RANDOM"), "{line}");
     let preprocessed = pipeline.preprocess(&png(40, 30)).unwrap();
     assert_eq!(preprocessed.dimensions(), (40, 40));
-    let missing = img3d_pipeline::registry::missing_kinds();
-    let mut parts = 0;
-    let result = pipeline.run(&png(40, 30), &|| false, &mut |event| {
-        if let Event::Part { .. } = event {
-            parts += 1;
-        }
-        Ok(())
-    });
-    if missing.is_empty() {
-        result.unwrap();
-        assert_eq!(parts, 3);
-    } else {
-        let err = result.unwrap_err();
-        assert!(matches!(err, PipelineError::Unavailable(_)), "{err}");
-        for kind in &missing {
-            assert!(err.to_string().contains(kind.describe()), "{err}");
-            assert!(line.contains(kind.describe()), "{line}");
-        }
-    }
+    let mut parts = Vec::new();
+    pipeline
+        .run(&png(40, 30), &|| false, &mut |event| {
+            if let Event::Part { part, .. } = event {
+                parts.push(part);
+            }
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(parts, [Part::PixelImages, Part::XyzImages, Part::Output3d]);
+}
+
+/// `config.json` keeps the layout bundles were always written in: `name` is the preset's
+/// lowercase name and `stages` holds `diffusion` and `reconstruction` (so bundles converted
+/// before the config was typed still load, and still count as current).
+#[test]
+fn config_json_layout_is_stable() {
+    let json = serde_json::to_value(BundleConfig::tiny()).unwrap();
+    assert_eq!(json["name"], "tiny");
+    assert_eq!(serde_json::to_value(BundleConfig::crm()).unwrap()["name"], "crm");
+    let keys: Vec<&str> = json["stages"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["diffusion", "reconstruction"]);
+    assert_eq!(Stages::NAMES, ["diffusion", "reconstruction"]);
+    let back: BundleConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(back, BundleConfig::tiny());
 }
 
 /// A cancelled job stops before any work; bad image bytes fail as `InvalidImage`.
@@ -123,4 +128,74 @@ fn broken_bundles_are_named() {
     bundle::write_config(&shaped, &config).unwrap();
     let msg = err(&shaped);
     assert!(msg.contains("mis-shaped") && msg.contains("stage1.rebnconvin.conv_s1.weight"), "{msg}");
+}
+
+/// Writes `edit` of the tiny bundle's `config.json` (as JSON) into a copy of the bundle.
+fn with_config(good: &Path, dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    copy_dir(good, dir);
+    let path = dir.join(bundle::CONFIG_FILE);
+    let mut json: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut json);
+    std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+}
+
+/// A `config.json` of the layout older builds could write (a stage missing, no `stages` at
+/// all, a stage this build does not know) fails to open naming what is wrong and how to
+/// re-make the bundle; an unknown key, an unknown preset or a stage whose parts do not fit
+/// fail naming the key.
+#[test]
+fn old_and_bad_configs_are_named() {
+    let cache = tempfile::tempdir().unwrap();
+    let good = tiny::ensure(cache.path()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let err = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let dir = work.path().join(name);
+        with_config(&good, &dir, edit);
+        Bundle::open(&dir).expect_err("open must fail").to_string()
+    };
+    let old = |msg: &str, what: &str| {
+        assert!(msg.contains(what), "{msg}");
+        assert!(msg.contains("made by another build"), "{msg}");
+        assert!(msg.contains("img3d-worker prepare-model") && msg.contains("tools/convert.py"), "{msg}");
+    };
+
+    let msg = err("no-recon", &|c| {
+        c["stages"].as_object_mut().unwrap().remove("reconstruction");
+    });
+    old(&msg, "config.json has no `stages.reconstruction`");
+    let msg = err("no-stages-map", &|c| {
+        c["stages"] = serde_json::json!({});
+    });
+    old(&msg, "config.json has no `stages.diffusion` or `stages.reconstruction`");
+    let msg = err("no-stages", &|c| {
+        c.as_object_mut().unwrap().remove("stages");
+    });
+    old(&msg, "config.json has no `stages`");
+    let msg = err("extra-stage", &|c| {
+        c["stages"]["texture"] = serde_json::json!({});
+    });
+    old(&msg, "names stage(s) this build does not know: `stages.texture`");
+
+    let msg = err("unknown-key", &|c| {
+        c["stages"]["reconstruction"]["grid_size"] = 80.into();
+    });
+    assert!(msg.contains("invalid config") && msg.contains("grid_size"), "{msg}");
+    let msg = err("unknown-preset", &|c| {
+        c["name"] = "u2net-only".into();
+    });
+    assert!(msg.contains("invalid config") && msg.contains("u2net-only"), "{msg}");
+    let msg = err("unfit", &|c| {
+        c["stages"]["diffusion"]["stage2"]["unet"]["in_channels"] = 4.into();
+    });
+    assert!(msg.contains("stages.diffusion config: stage2: UNet channels 4 -> 4, expected 8 -> 4"), "{msg}");
+    let msg = err("unfit-recon", &|c| {
+        c["stages"]["reconstruction"]["grid_res"] = 1.into();
+    });
+    assert!(msg.contains("stages.reconstruction config: grid_res 1 is outside 2..=256"), "{msg}");
+    // A newer format is named as such, whatever else changed.
+    let msg = err("newer", &|c| {
+        c["format"] = (BUNDLE_FORMAT + 1).into();
+        c.as_object_mut().unwrap().remove("stages");
+    });
+    assert!(msg.contains(&format!("bundle format {}", BUNDLE_FORMAT + 1)), "{msg}");
 }

@@ -36,6 +36,11 @@ fn convert_py() -> PathBuf {
 
 /// Runs the converter with `config` written as its `--config`, and `args`.
 fn convert(config: &BundleConfig, work: &Path, args: &[&str]) -> Output {
+    convert_json(&serde_json::to_value(config).unwrap(), work, args)
+}
+
+/// [`convert`] with a config of any layout.
+fn convert_json(config: &serde_json::Value, work: &Path, args: &[&str]) -> Output {
     let config_path = work.join("config-in.json");
     std::fs::write(&config_path, serde_json::to_string_pretty(config).unwrap()).unwrap();
     Command::new(python())
@@ -45,11 +50,6 @@ fn convert(config: &BundleConfig, work: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", python().display()))
-}
-
-/// The tiny bundle's config without model stages: U-2-Net only.
-fn preprocessing_only() -> BundleConfig {
-    BundleConfig { name: "u2net-only".into(), stages: Default::default(), ..BundleConfig::tiny() }
 }
 
 fn text(out: &Output) -> String {
@@ -63,11 +63,7 @@ fn named_onnx_converts_back_exactly() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("bundle");
     let onnx = common::data_path("u2net_named.onnx");
-    let run = convert(
-        &preprocessing_only(),
-        work.path(),
-        &["--u2net", onnx.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let run = convert(&checkpoints::config(), work.path(), &fixture_args(&with_u2net(&onnx), &out));
     assert!(run.status.success(), "{}", text(&run));
 
     let converted = bundle::component_path(&out, U2NET);
@@ -80,7 +76,7 @@ fn named_onnx_converts_back_exactly() {
         assert!(g.equal(w), "{name} differs");
     }
     let pipeline = Pipeline::load(&out, img3d_pipeline::DeviceSpec::Cpu).unwrap();
-    assert_eq!(pipeline.config(), &preprocessing_only());
+    assert_eq!(pipeline.config(), &checkpoints::config());
 }
 
 /// A constant-folded export (batch norms folded into the convolutions, anonymous names)
@@ -91,17 +87,13 @@ fn folded_onnx_computes_the_same() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("bundle");
     let onnx = common::data_path("u2net_fused.onnx");
-    let run = convert(
-        &preprocessing_only(),
-        work.path(),
-        &["--u2net", onnx.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let run = convert(&checkpoints::config(), work.path(), &fixture_args(&with_u2net(&onnx), &out));
     assert!(run.status.success(), "{}", text(&run));
 
     let bundle = Bundle::open(&out).unwrap();
     let mut vs = common::cpu_vs();
     let net = U2net::new(&vs.root(), &U2netConfig::tiny());
-    bundle.load_component(&mut vs, U2NET).unwrap();
+    bundle.components().load(&mut vs, U2NET).unwrap();
     let io = common::load_io("preprocess");
     let file: Vec<u8> = Vec::try_from(&io["opaque.file"]).unwrap();
     let img = preprocess::decode(&file).unwrap();
@@ -118,23 +110,15 @@ fn mismatches_fail_plainly_and_leave_nothing() {
     let out = work.path().join("bundle");
     let onnx = common::data_path("u2net_named.onnx");
     // The official U-2-Net's widths, tiny weights.
-    let crm_width = BundleConfig { stages: Default::default(), ..BundleConfig::crm() };
-    let run = convert(
-        &crm_width,
-        work.path(),
-        &["--u2net", onnx.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let crm_width = BundleConfig { u2net: U2netConfig::u2net(), ..checkpoints::config() };
+    let run = convert(&crm_width, work.path(), &fixture_args(&with_u2net(&onnx), &out));
     assert!(!run.status.success());
     assert!(text(&run).contains("U-2-Net encoder is"), "{}", text(&run));
     assert!(!out.exists());
 
     let garbage = work.path().join("u2net.onnx");
     std::fs::write(&garbage, b"\x08\x07not a model at all").unwrap();
-    let run = convert(
-        &preprocessing_only(),
-        work.path(),
-        &["--u2net", garbage.to_str().unwrap(), "--out", out.to_str().unwrap()],
-    );
+    let run = convert(&checkpoints::config(), work.path(), &fixture_args(&with_u2net(&garbage), &out));
     assert!(!run.status.success());
     assert!(
         text(&run).contains("not an ONNX model") || text(&run).contains("convolutions"),
@@ -187,6 +171,13 @@ fn fixture_args<'a>(inputs: &'a [String; 4], out: &'a Path) -> Vec<&'a str> {
     ]
 }
 
+/// [`fixture_paths`] with another `u2net.onnx`.
+fn with_u2net(onnx: &Path) -> [String; 4] {
+    let mut paths = fixture_paths();
+    paths[0] = onnx.to_str().unwrap().to_owned();
+    paths
+}
+
 fn fixture_paths() -> [String; 4] {
     let p = |path: PathBuf| path.to_str().unwrap().to_owned();
     let dir = checkpoints::dir();
@@ -213,11 +204,6 @@ fn official_checkpoints_round_trip() {
     // Strict loading: every variable of the port filled, nothing left over, shapes equal.
     let pipeline = Pipeline::load(&out, img3d_pipeline::DeviceSpec::Cpu).unwrap();
     assert_eq!(pipeline.config(), &config);
-    assert!(
-        pipeline.missing_stages().iter().all(|m| m.contains("not in this build yet")),
-        "{:?}",
-        pipeline.missing_stages()
-    );
 
     // The values are the checkpoints'.
     for (file, name) in
@@ -262,9 +248,7 @@ fn a_checkpoint_of_another_width_is_refused() {
     let out = work.path().join("bundle");
     let paths = fixture_paths();
     let mut config = checkpoints::config();
-    let mut recon = checkpoints::reconstruction();
-    recon["mlp_hidden"] = 64.into();
-    config.stages.insert("reconstruction".into(), recon);
+    config.stages.reconstruction.mlp_hidden = 64;
     let run = convert(&config, work.path(), &fixture_args(&paths, &out));
     assert!(!run.status.success());
     assert!(text(&run).contains("sdfMlp.fc1.weight is [32, 13], the config says [64, 13]"), "{}", text(&run));
@@ -274,4 +258,32 @@ fn a_checkpoint_of_another_width_is_refused() {
         .file_name()
         .to_string_lossy()
         .contains("converting")));
+}
+
+/// A config without every stage (the layout of older builds), or naming a stage the converter
+/// does not know, is refused before anything is read or written, naming the stage.
+#[test]
+fn configs_of_other_layouts_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("bundle");
+    let paths = fixture_paths();
+    let full = serde_json::to_value(checkpoints::config()).unwrap();
+    let mut no_recon = full.clone();
+    no_recon["stages"].as_object_mut().unwrap().remove("reconstruction");
+    let mut extra = full.clone();
+    extra["stages"]["texture"] = serde_json::json!({});
+    let mut no_stages = full;
+    no_stages.as_object_mut().unwrap().remove("stages");
+    for (config, says) in [
+        (no_recon, "the config has no stages.reconstruction"),
+        (extra, "stage(s) this converter does not know: stages.texture"),
+        (no_stages, "the config has no `stages`"),
+    ] {
+        let run = convert_json(&config, work.path(), &fixture_args(&paths, &out));
+        assert!(!run.status.success());
+        assert!(text(&run).contains(says), "{}", text(&run));
+        assert!(!out.exists());
+    }
+    let names: Vec<_> = std::fs::read_dir(work.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["config-in.json"], "nothing but the config was written");
 }

@@ -5,9 +5,7 @@
 
 use std::path::PathBuf;
 
-use img3d_pipeline::diffusion::provider::{self, DiffusionProvider};
-use img3d_pipeline::diffusion::DiffusionConfig;
-use img3d_pipeline::registry::{self, StageKind, StageProvider};
+use img3d_pipeline::diffusion::{load, DiffusionConfig, DiffusionProblem, InvalidDiffusionConfig};
 use img3d_pipeline::stages::Stage;
 use img3d_pipeline::{tiny, DeviceSpec, Event, Part, Pipeline, PipelineError};
 
@@ -60,16 +58,12 @@ fn run(pipeline: &Pipeline, image: &[u8], cancel_at: CancelAt) -> Run {
     Run { parts: parts.into_inner(), progress: progress.into_inner(), result }
 }
 
-/// The provider is registered for the multi-view seam, and its configs parse and validate
-/// (CRM's values as the official configs give them; tiny: same frames, tiny widths).
+/// The presets validate (CRM's values as the official configs give them; tiny: same frames,
+/// tiny widths), and a config whose parts do not fit is refused naming every problem.
 #[test]
-fn provider_is_registered_with_valid_configs() {
-    assert!(registry::providers()
-        .iter()
-        .any(|p| p.name() == "diffusion" && p.kind() == StageKind::MultiView));
-    assert!(!registry::missing_kinds().contains(&StageKind::MultiView));
-    let crm = provider::parse_config(&DiffusionProvider.crm_config()).unwrap();
-    assert_eq!(crm, DiffusionConfig::crm());
+fn presets_are_valid_and_misfits_are_named() {
+    let crm = DiffusionConfig::crm();
+    crm.validate().unwrap();
     assert_eq!(crm.latent_shape(), [4, 32, 32]);
     assert_eq!(
         (crm.stage1.unet.model_channels, crm.stage1.unet.in_channels, crm.stage2.unet.in_channels),
@@ -77,18 +71,31 @@ fn provider_is_registered_with_valid_configs() {
     );
     assert_eq!(crm.stage1.frames.camera_views, [1, 2, 3, 4, 5, 0, 0]);
     assert_eq!(crm.stage2.frames.camera_views, [1, 2, 3, 4, 5, 0]);
-    let tiny = provider::parse_config(&DiffusionProvider.tiny_config()).unwrap();
+    let tiny = DiffusionConfig::tiny();
+    tiny.validate().unwrap();
     assert_eq!(tiny.latent_shape(), crm.latent_shape());
     assert_eq!(tiny.stage1.frames, crm.stage1.frames);
     let mut broken = DiffusionConfig::tiny();
     broken.stage2.unet.in_channels = 4;
-    let err = provider::parse_config(&serde_json::to_value(broken).unwrap()).unwrap_err();
-    assert!(err.to_string().contains("stage2"), "{err}");
+    broken.stage1.unet.camera_dim = 12;
+    let err = broken.validate().unwrap_err();
+    assert_eq!(
+        err,
+        InvalidDiffusionConfig(vec![
+            DiffusionProblem::CameraDim { stage: "stage1", camera_dim: 12 },
+            DiffusionProblem::UNetChannels { stage: "stage2", found: (4, 4), expected: (8, 4) },
+        ])
+    );
+    assert_eq!(
+        err.to_string(),
+        "stage1: camera_dim 12 (camera vectors are 4x4 matrices, 16); \
+         stage2: UNet channels 4 -> 4, expected 8 -> 4 (VAE embed_dim 4)"
+    );
 }
 
-/// With the tiny bundle, a run streams pixel_images.png then xyz_images.png (1536x256 RGB PNGs)
-/// with progress for every DDIM step of both stages, at the bundle's step count; the same
-/// image and seed give the same bytes; a different seed gives different ones.
+/// With the tiny bundle, a run streams pixel_images.png then xyz_images.png (1536x256 RGB PNGs),
+/// then output3d.zip, with progress for every DDIM step of both stages, at the bundle's step
+/// count; the same image and seed give the same bytes; a different seed gives different ones.
 #[test]
 fn tiny_pipeline_streams_both_images_deterministically() {
     let cache = tempfile::tempdir().unwrap();
@@ -97,14 +104,9 @@ fn tiny_pipeline_streams_both_images_deterministically() {
     let steps = pipeline.config().defaults.steps;
     let image = png(96, 80);
     let first = run(&pipeline, &image, CancelAt::Never);
-    // The reconstruction may or may not be in this build; the two images come first either way.
-    if registry::missing_kinds().contains(&StageKind::Reconstruction) {
-        assert!(matches!(first.result, Err(PipelineError::Unavailable(_))), "{:?}", first.result);
-    } else {
-        first.result.as_ref().unwrap();
-    }
-    let names: Vec<Part> = first.parts.iter().map(|(p, _)| *p).take(2).collect();
-    assert_eq!(names, [Part::PixelImages, Part::XyzImages]);
+    first.result.as_ref().unwrap();
+    let names: Vec<Part> = first.parts.iter().map(|(p, _)| *p).collect();
+    assert_eq!(names, [Part::PixelImages, Part::XyzImages, Part::Output3d]);
     for (part, bytes) in &first.parts[..2] {
         let decoded = image::load_from_memory_with_format(bytes, image::ImageFormat::Png).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (1536, 256), "{part:?}");
@@ -120,7 +122,7 @@ fn tiny_pipeline_streams_both_images_deterministically() {
     }
 
     let second = run(&pipeline, &image, CancelAt::Never);
-    assert!(first.parts[..2] == second.parts[..2], "same image and seed, different bytes");
+    assert!(first.parts == second.parts, "same image and seed, different bytes");
 
     // Another seed: the same bundle with its config's seed changed.
     let other = cache.path().join("other-seed");
@@ -164,11 +166,11 @@ fn load_rejects_incomplete_weights() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), broken.join(entry.file_name())).unwrap();
     }
-    let path = img3d_pipeline::bundle::component_path(&broken, provider::STAGE_COMPONENTS[1]);
+    let path = img3d_pipeline::bundle::component_path(&broken, load::STAGE_COMPONENTS[1]);
     let mut tensors = tch::Tensor::read_safetensors(&path).unwrap();
-    let dropped = tensors.iter().position(|(name, _)| name.starts_with(provider::UNET_PREFIX)).unwrap();
+    let dropped = tensors.iter().position(|(name, _)| name.starts_with(load::UNET_PREFIX)).unwrap();
     let (name, _) = tensors.remove(dropped);
-    img3d_pipeline::bundle::save_tensors(&broken, provider::STAGE_COMPONENTS[1], &tensors).unwrap();
+    img3d_pipeline::bundle::save_tensors(&broken, load::STAGE_COMPONENTS[1], &tensors).unwrap();
     let err = Pipeline::load(&broken, DeviceSpec::Cpu).err().expect("a tensor is missing");
     assert!(err.to_string().contains(&name), "{err}");
 }

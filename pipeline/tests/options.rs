@@ -63,7 +63,7 @@ fn diffusion_parameters_reach_the_sampler() {
     let cache = tempfile::tempdir().unwrap();
     let pipeline = load(&cache);
     let defaults = pipeline.default_params();
-    assert_eq!(defaults, RunParams::defaults(pipeline.config()));
+    assert_eq!(defaults, RunParams::defaults(&pipeline.config().defaults));
     let stage1 = |params: &RunParams| run(&pipeline, Some(params), Some(Part::PixelImages));
     let (base, progress) = run(&pipeline, None, Some(Part::PixelImages));
     let steps_of = |progress: &[(Stage, u32, u32)]| {
@@ -150,7 +150,9 @@ fn out_of_range_parameters_are_refused() {
 fn background_rule_reaches_preprocessing() {
     let cache = tempfile::tempdir().unwrap();
     let bundle = Bundle::open(&tiny::ensure(cache.path()).unwrap()).unwrap();
-    let pre = Preprocessor::load(&bundle, tch::Device::Cpu).unwrap();
+    let config = bundle.config();
+    let pre =
+        Preprocessor::load(bundle.components(), &config.preprocess, &config.u2net, tch::Device::Cpu).unwrap();
     let opaque = png(48, 40);
     let with = |bytes: &[u8], rule| pre.run_with(bytes, rule).unwrap();
     assert_eq!(with(&opaque, Background::Auto), pre.run(&opaque).unwrap());

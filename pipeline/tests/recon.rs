@@ -8,8 +8,8 @@ mod common;
 use image::RgbImage;
 use img3d_pipeline::recon::decoder::sample_triplane;
 use img3d_pipeline::recon::input;
-use img3d_pipeline::recon::unet::{TriplaneUNet, TriplaneUNetConfig};
-use img3d_pipeline::recon::{Heads, ReconConfig};
+use img3d_pipeline::recon::unet::{TriplaneUNet, TriplaneUNetConfig, TriplaneUNetConfigError};
+use img3d_pipeline::recon::{CrmReconstruction, Heads, ReconConfig, ReconConfigError};
 use tch::Kind;
 
 /// fp32 CPU on both sides with the same op order; 1e-4 is the parity harness' bound (the UNet's
@@ -84,27 +84,71 @@ fn wrong_view_size_is_refused() {
     assert!(err.contains("1536x256"), "{err}");
 }
 
+/// The presets validate; a config the layers cannot build is refused with the first problem,
+/// before any layer is built.
+#[test]
+fn misfit_configs_are_refused() {
+    ReconConfig::crm().validate().unwrap();
+    ReconConfig::tiny().validate().unwrap();
+    let err = |cfg: ReconConfig| cfg.validate().unwrap_err();
+    let mut unet = TriplaneUNetConfig::tiny();
+    unet.up_attention.pop();
+    let e = err(ReconConfig { unet, ..ReconConfig::tiny() });
+    assert_eq!(e, ReconConfigError::UNet(TriplaneUNetConfigError::Levels { levels: 7, down: 7, up: 6 }));
+    assert_eq!(
+        e.to_string(),
+        "block_out_channels, down_attention and up_attention need one entry per level (7, 7, 6)"
+    );
+    let unet = TriplaneUNetConfig {
+        block_out_channels: vec![8, 8, 8, 16, 16, 16, 12],
+        ..TriplaneUNetConfig::tiny()
+    };
+    let e = err(ReconConfig { unet, ..ReconConfig::tiny() });
+    assert_eq!(e.to_string(), "12 channels are not divisible by 4 groups and heads of 8");
+    let unet = TriplaneUNetConfig { in_channels: 12, ..TriplaneUNetConfig::tiny() };
+    let e = err(ReconConfig { unet, ..ReconConfig::tiny() });
+    assert_eq!(e, ReconConfigError::UNet(TriplaneUNetConfigError::InChannels(12)));
+    let mut unet = TriplaneUNetConfig::tiny();
+    for _ in 0..3 {
+        unet.block_out_channels.push(16);
+        unet.down_attention.push(false);
+        unet.up_attention.push(false);
+    }
+    let e = err(ReconConfig { unet, ..ReconConfig::tiny() });
+    assert_eq!(e.to_string(), "10 UNet levels need inputs divisible by 512; views are 256");
+    let e = err(ReconConfig { grid_res: 300, ..ReconConfig::tiny() });
+    assert_eq!(e, ReconConfigError::GridRes(300));
+    assert_eq!(e.to_string(), "grid_res 300 is outside 2..=256");
+    let e = err(ReconConfig { mlp_hidden: 0, ..ReconConfig::tiny() });
+    assert_eq!(e.to_string(), "mlp_hidden must be positive");
+    let refused = CrmReconstruction::new(
+        tch::nn::VarStore::new(tch::Device::Cpu),
+        ReconConfig { grid_res: 1, ..ReconConfig::tiny() },
+    );
+    let refused = refused.err().expect("an unbuildable config").to_string();
+    assert_eq!(refused, "reconstruction config: grid_res 1 is outside 2..=256");
+}
+
 /// The tiny bundle's reconstruction end to end: views in, a textured mesh out, the same bytes
 /// for the same seed, other bytes for another seed, progress through both stages, and a
 /// cancelled job stopped before any work.
 #[test]
 fn tiny_reconstruction_exports_a_textured_mesh() {
     use img3d_pipeline::bundle::Bundle;
-    use img3d_pipeline::recon::provider::{ReconProvider, NAME};
-    use img3d_pipeline::registry::{LoadedStage, StageProvider};
-    use img3d_pipeline::stages::{Stage, StepCtl};
+    use img3d_pipeline::recon::load::load_reconstruction;
+    use img3d_pipeline::stages::{Reconstruction, Stage, StepCtl};
 
     let cache = tempfile::tempdir().unwrap();
     let dir = img3d_pipeline::tiny::ensure(cache.path()).unwrap();
     let bundle = Bundle::open(&dir).unwrap();
-    let config = bundle.config().stages.get(NAME).expect("reconstruction config").clone();
-    let LoadedStage::Reconstruction(recon) = ReconProvider.load(&bundle, &config, tch::Device::Cpu).unwrap()
-    else {
-        panic!("not a reconstruction stage")
-    };
+    let recon =
+        load_reconstruction(bundle.components(), &bundle.config().stages.reconstruction, tch::Device::Cpu)
+            .unwrap();
     let (rgb, ccm) = (views(5), views(17));
-    let seeded =
-        |seed| img3d_pipeline::RunParams { seed, ..img3d_pipeline::RunParams::defaults(bundle.config()) };
+    let seeded = |seed| img3d_pipeline::RunParams {
+        seed,
+        ..img3d_pipeline::RunParams::defaults(&bundle.config().defaults)
+    };
     let never = || false;
     let mut stages = Vec::new();
     let mut progress = |stage: Stage, step: u32, total: u32| stages.push((stage, step, total));
@@ -135,7 +179,6 @@ fn tiny_reconstruction_exports_a_textured_mesh() {
 #[ignore = "needs CUDA"]
 fn cuda_matches_cpu() {
     use img3d_pipeline::bundle::Bundle;
-    use img3d_pipeline::recon::provider::{parse_config, NAME};
     use img3d_pipeline::recon::CrmReconstruction;
     use img3d_pipeline::stages::{Stage, StepCtl};
     use tch::Device;
@@ -143,10 +186,10 @@ fn cuda_matches_cpu() {
     assert!(tch::Cuda::is_available(), "no CUDA device: this test compares CUDA with the CPU");
     let cache = tempfile::tempdir().unwrap();
     let bundle = Bundle::open(&img3d_pipeline::tiny::ensure(cache.path()).unwrap()).unwrap();
-    let cfg = parse_config(&bundle.config().stages[NAME]).unwrap();
+    let cfg = bundle.config().stages.reconstruction.clone();
     let load = |device: Device| {
         let mut model = CrmReconstruction::new(tch::nn::VarStore::new(device), cfg.clone()).unwrap();
-        bundle.load_component(model.var_store_mut(), "reconstruction").unwrap();
+        bundle.components().load(model.var_store_mut(), "reconstruction").unwrap();
         model
     };
     let (cpu, gpu) = (load(Device::Cpu), load(Device::Cuda(0)));
@@ -165,7 +208,7 @@ fn cuda_matches_cpu() {
     let mut ignore = |_: Stage, _: u32, _: u32| {};
     let params = img3d_pipeline::RunParams {
         seed: 7,
-        ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::tiny())
+        ..img3d_pipeline::RunParams::defaults(&img3d_pipeline::BundleConfig::tiny().defaults)
     };
     let zip = gpu.generate3d(&rgb, &ccm, &params, &mut StepCtl::new(&never, &mut ignore)).unwrap().zip;
     assert!(common::check_output_zip(&zip).faces > 100);

@@ -1,4 +1,4 @@
-"""The `diffusion` stage's bundle files (pipeline/src/diffusion/provider.rs):
+"""The `diffusion` stage's bundle files (pipeline/src/diffusion/load.rs):
 
   diffusion_stage1.safetensors  from pixel-diffusion.pth
   diffusion_stage2.safetensors  from ccm-diffusion.pth

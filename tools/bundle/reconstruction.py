@@ -1,4 +1,4 @@
-"""The `reconstruction` stage's bundle file (pipeline/src/recon/provider.rs):
+"""The `reconstruction` stage's bundle file (pipeline/src/recon/load.rs):
 
   reconstruction.safetensors  from CRM.pth, fp32
 

@@ -197,7 +197,6 @@ pub fn run_params(defaults: RunParams, options: &JobOptions) -> RunParams {
 pub fn failure_of(error: PipelineError) -> Failure {
     match error {
         PipelineError::InvalidImage(message) => Failure::new(FailureCode::InvalidImage, message),
-        PipelineError::Unavailable(message) => Failure::new(FailureCode::Unavailable, message),
         PipelineError::InvalidParams(message) => Failure::new(FailureCode::BadRequest, message),
         PipelineError::Cancelled => Failure::cancelled(),
         other => {

@@ -10,8 +10,7 @@
 //!
 //! A bundle whose `config.json` is this build's [`ModelSource::config`] is reused without any
 //! network access. One converted by another build (a different layout) is converted again from
-//! the downloads, which are kept for that. Only the files the config's stages need are
-//! downloaded. Checksums: Hugging Face publishes each file's SHA-256 (`X-Linked-Etag`), which
+//! the downloads, which are kept for that. Checksums: Hugging Face publishes each file's SHA-256 (`X-Linked-Etag`), which
 //! [`img3d_pipeline::download::fetch`] checks; rembg publishes only an MD5 for `u2net.onnx`,
 //! which is not checked (the converter checks its graph and widths). When the conversion fails,
 //! downloads no checksum vouched for are deleted, so the next attempt fetches them again.
@@ -36,8 +35,6 @@ pub struct ModelFile {
     pub name: &'static str,
     /// Where upstream publishes it.
     pub official_url: &'static str,
-    /// The stage of `config.json` that needs it (`None`: always, U-2-Net).
-    pub stage: Option<&'static str>,
     /// The converter's flag for it (`--u2net`, ...).
     pub flag: &'static str,
 }
@@ -48,25 +45,21 @@ pub const CRM_FILES: [ModelFile; 4] = [
     ModelFile {
         name: "u2net.onnx",
         official_url: "https://github.com/danielgatis/rembg/releases/download/v0.0.0/u2net.onnx",
-        stage: None,
         flag: "--u2net",
     },
     ModelFile {
         name: "pixel-diffusion.pth",
         official_url: "https://huggingface.co/Zhengyi/CRM/resolve/main/pixel-diffusion.pth",
-        stage: Some("diffusion"),
         flag: "--pixel",
     },
     ModelFile {
         name: "ccm-diffusion.pth",
         official_url: "https://huggingface.co/Zhengyi/CRM/resolve/main/ccm-diffusion.pth",
-        stage: Some("diffusion"),
         flag: "--ccm",
     },
     ModelFile {
         name: "CRM.pth",
         official_url: "https://huggingface.co/Zhengyi/CRM/resolve/main/CRM.pth",
-        stage: Some("reconstruction"),
         flag: "--crm",
     },
 ];
@@ -125,15 +118,6 @@ impl ModelSource {
             None => file.official_url.to_owned(),
         }
     }
-
-    /// The files [`Self::config`] needs.
-    pub fn needed(&self) -> Vec<ModelFile> {
-        CRM_FILES
-            .iter()
-            .filter(|f| f.stage.is_none_or(|s| self.config.stages.contains_key(s)))
-            .copied()
-            .collect()
-    }
 }
 
 /// Where the official files are kept under the cache root `cache`.
@@ -163,7 +147,7 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
     }
     let mut inputs = Vec::new();
     let mut unverified = Vec::new();
-    for file in source.needed() {
+    for file in CRM_FILES {
         let dest = downloads.join(file.name);
         if !dest.is_file() {
             let url = source.url(&file);

@@ -129,11 +129,16 @@ fn first_use_downloads_converts_once_and_reuses() {
     assert_eq!(std::fs::metadata(bundle_config(cache.path())).unwrap().modified().unwrap(), written);
     assert_eq!(server.mirror.lock().unwrap().requests.len(), 4);
 
-    // Converted by another build: converted again, from the downloads.
-    let text = std::fs::read_to_string(bundle_config(cache.path())).unwrap();
-    std::fs::write(bundle_config(cache.path()), text.replace("checkpoint-fixtures", "older-build")).unwrap();
+    // Converted by another build (an older layout: no `stages.reconstruction`): converted
+    // again, from the downloads.
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(bundle_config(cache.path())).unwrap()).unwrap()
+    };
+    let mut older = read();
+    older["stages"].as_object_mut().unwrap().remove("reconstruction");
+    std::fs::write(bundle_config(cache.path()), older.to_string()).unwrap();
     load(cache.path(), &source(&offline())).unwrap();
-    assert!(std::fs::read_to_string(bundle_config(cache.path())).unwrap().contains("checkpoint-fixtures"));
+    assert_eq!(read(), serde_json::to_value(checkpoints::config()).unwrap());
     assert_eq!(server.mirror.lock().unwrap().requests.len(), 4);
 }
 

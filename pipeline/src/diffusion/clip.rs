@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::{Kind, Tensor};
 
-use super::autocast_for;
+use super::precision::autocast_for;
 
 /// Where the tower sits in CRM's diffusion checkpoints (`clip_model` is the
 /// FrozenOpenCLIPEmbedder, `.model` its open_clip CLIP); open_clip's own ViT-H-14 weights
@@ -24,6 +24,7 @@ pub const CHECKPOINT_PREFIX: &str = "clip_model.model.visual.";
 /// Visual-tower hyper-parameters (open_clip `model_configs/ViT-H-14.json`, `vision_cfg`) and the
 /// preprocessing constants of its eval transform (`open_clip/transform.py`, `constants.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ClipVisionConfig {
     /// Input size the tower is trained at (`image_size`).
     pub image_size: i64,

@@ -12,25 +12,25 @@
 //! The stages: [`sampler`] (the guided DDIM loop, offset noise, u8 conversion), [`stage1`] (six
 //! views from the reference), [`stage2`] (six coordinate maps from the reference and the views),
 //! with seeded, device-independent noise from [`noise`]. [`multiview`] runs both behind the
-//! pipeline's `MultiView` seam; [`provider`] registers them with the pipeline (config, bundle
-//! files, tiny weights, loading).
+//! pipeline's `MultiView` seam; [`load`] loads them from a bundle (and writes the tiny
+//! bundle's random weights). [`DiffusionConfig`] is the bundle's `stages.diffusion`.
 //!
-//! Precision follows upstream, which casts the model to fp16 on CUDA and samples under
-//! `torch.autocast`: fp16 weights, norms and softmax in fp32; on the CPU everything is fp32. The
-//! CLIP tower and the VAE enter CUDA autocast themselves when their weights are fp16
-//! ([`autocast_for`]), so they take inputs of any float dtype.
+//! Precision ([`precision`]) follows upstream, which casts the model to fp16 on CUDA and
+//! samples under `torch.autocast`: fp16 weights, norms and softmax in fp32; on the CPU
+//! everything is fp32. The CLIP tower and the VAE enter CUDA autocast themselves when their
+//! weights are fp16 ([`autocast_for`]), so they take inputs of any float dtype.
 
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
 
 pub mod attention;
 pub mod camera;
 pub mod clip;
 pub mod ddim;
 pub mod embeddings;
+pub mod load;
 pub mod multiview;
 pub mod noise;
-pub mod provider;
+pub mod precision;
 pub mod resampler;
 pub mod resblock;
 pub mod sampler;
@@ -43,6 +43,7 @@ pub mod vae;
 
 pub use clip::{ClipVision, ClipVisionConfig};
 pub use ddim::{Ddim, Scheduler};
+pub use precision::{autocast_for, precision_for};
 pub use schedule::{NoiseSchedule, ScheduleConfig};
 pub use stage1::FrameConfig;
 pub use unet::UNetConfig;
@@ -147,77 +148,140 @@ impl DiffusionConfig {
     }
 
     /// Checks that the parts fit together (a hand-edited or mismatched config fails at load
-    /// with a message, not with a shape panic inside libtorch).
-    pub fn validate(&self) -> Result<(), String> {
+    /// with a message, not with a shape panic inside libtorch). Reports every problem found.
+    pub fn validate(&self) -> Result<(), InvalidDiffusionConfig> {
         let mut problems = Vec::new();
         let z = self.vae.embed_dim;
-        if self.image_size <= 0 || self.image_size % self.vae.downscale() != 0 {
-            problems.push(format!(
-                "image_size {} is not a positive multiple of the VAE's downscale {}",
-                self.image_size,
-                self.vae.downscale()
-            ));
+        let downscale = self.vae.downscale();
+        if self.image_size <= 0 || self.image_size % downscale != 0 {
+            problems.push(DiffusionProblem::ImageSize { image_size: self.image_size, downscale });
         }
-        for (name, stage, in_channels) in [("stage1", &self.stage1, z), ("stage2", &self.stage2, 2 * z)] {
-            let (u, f) = (&stage.unet, &stage.frames);
+        for (stage, cfg, in_channels) in [("stage1", &self.stage1, z), ("stage2", &self.stage2, 2 * z)] {
+            let (u, f) = (&cfg.unet, &cfg.frames);
             if u.in_channels != in_channels || u.out_channels != z {
-                problems.push(format!(
-                    "{name}: UNet channels {} -> {}, expected {in_channels} -> {z} (VAE embed_dim {z})",
-                    u.in_channels, u.out_channels
-                ));
+                problems.push(DiffusionProblem::UNetChannels {
+                    stage,
+                    found: (u.in_channels, u.out_channels),
+                    expected: (in_channels, z),
+                });
             }
             if u.camera_dim != 16 {
-                problems.push(format!(
-                    "{name}: camera_dim {} (camera vectors are 4x4 matrices, 16)",
-                    u.camera_dim
-                ));
+                problems.push(DiffusionProblem::CameraDim { stage, camera_dim: u.camera_dim });
             }
             if u.resampler.embedding_dim != self.clip.width {
-                problems.push(format!(
-                    "{name}: Resampler reads {}-wide tokens, CLIP gives {}",
-                    u.resampler.embedding_dim, self.clip.width
-                ));
+                problems.push(DiffusionProblem::ResamplerInput {
+                    stage,
+                    reads: u.resampler.embedding_dim,
+                    clip: self.clip.width,
+                });
             }
             if u.resampler.output_dim != u.context_dim {
-                problems.push(format!(
-                    "{name}: Resampler gives {}-wide tokens, the context is {}",
-                    u.resampler.output_dim, u.context_dim
-                ));
+                problems.push(DiffusionProblem::ResamplerOutput {
+                    stage,
+                    gives: u.resampler.output_dim,
+                    context: u.context_dim,
+                });
             }
             if f.camera_views.is_empty() || f.camera_views.iter().any(|&v| v > 5) {
-                problems
-                    .push(format!("{name}: camera views {:?} (canonical views are 0..=5)", f.camera_views));
+                problems.push(DiffusionProblem::CameraViews { stage, views: f.camera_views.clone() });
             }
             if f.ref_position.is_some_and(|r| r >= f.camera_views.len()) {
-                problems.push(format!("{name}: reference position {:?} out of range", f.ref_position));
+                problems.push(DiffusionProblem::RefPosition { stage, position: f.ref_position });
             }
         }
         let views = |f: &FrameConfig| f.camera_views.len() - usize::from(f.ref_position.is_some());
         if views(&self.stage1.frames) != views(&self.stage2.frames) {
-            problems.push("stage 1 and stage 2 must produce the same number of views".to_owned());
+            problems.push(DiffusionProblem::ViewCounts);
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(problems.join("; "))
+            Err(InvalidDiffusionConfig(problems))
         }
     }
+}
+
+/// What [`DiffusionConfig::validate`] found wrong: every problem, in the order checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidDiffusionConfig(pub Vec<DiffusionProblem>);
+
+/// One way the parts of a [`DiffusionConfig`] do not fit together. `stage` is `stage1` or
+/// `stage2`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DiffusionProblem {
+    /// The views do not map onto whole latents.
+    #[error("image_size {image_size} is not a positive multiple of the VAE's downscale {downscale}")]
+    ImageSize {
+        /// `image_size`.
+        image_size: i64,
+        /// The VAE's downscale factor.
+        downscale: i64,
+    },
+    /// A UNet's channels do not match the VAE's latents (stage 2 also reads stage 1's views).
+    #[error(
+        "{stage}: UNet channels {} -> {}, expected {} -> {} (VAE embed_dim {})",
+        found.0, found.1, expected.0, expected.1, expected.1
+    )]
+    UNetChannels {
+        /// The stage.
+        stage: &'static str,
+        /// (in, out) channels of its UNet.
+        found: (i64, i64),
+        /// (in, out) channels the VAE implies.
+        expected: (i64, i64),
+    },
+    /// Camera vectors are flattened 4x4 matrices.
+    #[error("{stage}: camera_dim {camera_dim} (camera vectors are 4x4 matrices, 16)")]
+    CameraDim {
+        /// The stage.
+        stage: &'static str,
+        /// Its UNet's `camera_dim`.
+        camera_dim: i64,
+    },
+    /// The Resampler's input is not CLIP's token width.
+    #[error("{stage}: Resampler reads {reads}-wide tokens, CLIP gives {clip}")]
+    ResamplerInput {
+        /// The stage.
+        stage: &'static str,
+        /// The Resampler's `embedding_dim`.
+        reads: i64,
+        /// CLIP's width.
+        clip: i64,
+    },
+    /// The Resampler's output is not the cross-attention context width.
+    #[error("{stage}: Resampler gives {gives}-wide tokens, the context is {context}")]
+    ResamplerOutput {
+        /// The stage.
+        stage: &'static str,
+        /// The Resampler's `output_dim`.
+        gives: i64,
+        /// The UNet's `context_dim`.
+        context: i64,
+    },
+    /// No camera views, or one outside the canonical six.
+    #[error("{stage}: camera views {views:?} (canonical views are 0..=5)")]
+    CameraViews {
+        /// The stage.
+        stage: &'static str,
+        /// Its `camera_views`.
+        views: Vec<usize>,
+    },
+    /// The reference frame is not one of the frames.
+    #[error("{stage}: reference position {position:?} out of range")]
+    RefPosition {
+        /// The stage.
+        stage: &'static str,
+        /// Its `ref_position`.
+        position: Option<usize>,
+    },
+    /// Stage 2 makes one coordinate map per view of stage 1.
+    #[error("stage 1 and stage 2 must produce the same number of views")]
+    ViewCounts,
 }
 
 impl Default for DiffusionConfig {
     fn default() -> Self {
         Self::crm()
-    }
-}
-
-/// Runs `f` the way upstream runs its diffusion model on CUDA: `TwoStagePipeline` casts the
-/// model to fp16 and samples under `torch.autocast`, so convolutions and matmuls run in fp16
-/// while GroupNorm, LayerNorm and softmax run in fp32. Autocast is entered when `weight` (any
-/// weight of the module) is half precision on a CUDA device; otherwise `f` runs as is (fp32).
-pub fn autocast_for<T>(weight: &Tensor, f: impl FnOnce() -> T) -> T {
-    if weight.kind() == Kind::Half && weight.device().is_cuda() {
-        tch::autocast(true, f)
-    } else {
-        f()
     }
 }

@@ -13,7 +13,7 @@ use std::time::Instant;
 use image::RgbImage;
 
 use super::ddim::Ddim;
-use super::provider::precision_for;
+use super::precision::precision_for;
 use super::sampler::strip;
 use super::schedule::NoiseSchedule;
 use super::stage1::{Stage1, Stage1Noise};

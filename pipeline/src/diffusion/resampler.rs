@@ -14,6 +14,7 @@ use super::attention::attention;
 
 /// Hyper-parameters of the Resampler.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ResamplerConfig {
     /// Width of the query tokens and of the attention layers' input (`dim`).
     pub dim: i64,

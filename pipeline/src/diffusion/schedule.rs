@@ -15,6 +15,7 @@ use tch::{Kind, Tensor};
 /// Noise-schedule hyper-parameters (`sd_v2_base_ipmv_zero_SNR.yaml`). The number of DDIM steps
 /// is a run parameter (the bundle's `defaults.steps`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScheduleConfig {
     /// First beta of the scaled-linear schedule (`linear_start`).
     pub linear_start: f64,

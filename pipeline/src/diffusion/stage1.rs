@@ -22,6 +22,7 @@ use crate::PipelineError;
 
 /// Frames, cameras and sampling settings of one stage (`libs/sample.py` constructor args).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FrameConfig {
     /// Canonical view index of each frame (`camera_views`).
     pub camera_views: Vec<usize>,

@@ -21,6 +21,7 @@ use super::resblock::{conv3x3, Downsample, GroupNorm32, ResBlock, Upsample};
 
 /// Hyper-parameters of the multi-view UNet (upstream `unet_config.params`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct UNetConfig {
     /// Input channels: 4 (stage 1) or 8 (stage 2: noisy latent + view latent).
     pub in_channels: i64,

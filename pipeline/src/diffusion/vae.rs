@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
-use super::autocast_for;
+use super::precision::autocast_for;
 
 /// Where the VAE sits in CRM's diffusion checkpoints (`LatentDiffusionInterface.vae_model`).
 pub const CHECKPOINT_PREFIX: &str = "vae_model.";
@@ -23,6 +23,7 @@ pub const CHECKPOINT_PREFIX: &str = "vae_model.";
 /// AutoencoderKL hyper-parameters (`vae_config` of `sd_v2_base_ipmv_zero_SNR.yaml`).
 /// `double_z` is always true (upstream asserts it); dropout is unused at inference.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VaeConfig {
     /// Image channels in (`in_channels`).
     pub in_channels: i64,

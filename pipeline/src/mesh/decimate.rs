@@ -11,7 +11,7 @@
 
 use meshopt::{SimplifyOptions, VertexDataAdapter};
 
-use super::Mesh;
+use super::geometry::Mesh;
 
 /// What a decimation did.
 #[derive(Debug, Clone, Copy, PartialEq)]

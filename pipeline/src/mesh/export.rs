@@ -6,17 +6,15 @@ use tch::Tensor;
 
 use super::archive::{zip_bytes, NAME};
 use super::decimate::decimate;
+use super::geometry::Mesh;
 use super::glb::glb_bytes;
 use super::obj::{mtl_text, obj_text};
 use super::raster::rasterize_uv;
 use super::texture::{bake, encode_png, finish};
 use super::unwrap::unwrap;
-use super::Mesh;
+use crate::params::TEXTURE_SIZE;
 use crate::stages::{MeshFiles, Stage, StepCtl};
 use crate::PipelineError;
-
-/// Texture size, as upstream's `res=(1024, 1024)`.
-pub const TEXTURE_SIZE: u32 = 1024;
 
 /// What a job may change in the export. The default is upstream's export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

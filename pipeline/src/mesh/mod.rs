@@ -23,6 +23,7 @@ pub mod archive;
 pub mod clean;
 pub mod decimate;
 pub mod export;
+mod geometry;
 pub mod glb;
 pub mod obj;
 pub mod pack;
@@ -33,13 +34,5 @@ pub mod unwrap;
 
 pub use clean::clean;
 pub use export::{export_files, export_textured, ExportOptions};
+pub use geometry::Mesh;
 pub use obj::TexturedMesh;
-
-/// A triangle mesh: positions and triangles (indices into `vertices`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Mesh {
-    /// Vertex positions.
-    pub vertices: Vec<[f32; 3]>,
-    /// Triangles, counter-clockwise as FlexiCubes emits them.
-    pub faces: Vec<[u32; 3]>,
-}

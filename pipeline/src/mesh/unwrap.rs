@@ -22,8 +22,8 @@
 //! same mesh always gives the same atlas. UV face `i` is face `i` with the same corner order,
 //! which is what the bake relies on (nvdiffrast's triangle id indexes both).
 
+use super::geometry::Mesh;
 use super::pack::{pack, Outline};
-use super::Mesh;
 use crate::mesh::obj::TexturedMesh;
 
 /// Largest angle between a face normal and its chart's seed normal.

@@ -16,7 +16,7 @@
 pub mod decoder;
 pub mod flexicubes;
 pub mod input;
-pub mod provider;
+pub mod load;
 pub mod unet;
 
 use std::sync::Mutex;
@@ -31,11 +31,12 @@ use crate::stages::{MeshFiles, Reconstruction, Stage, StepCtl};
 use crate::{PipelineError, RunParams};
 use decoder::{sample_triplane, Mlp3, WeightMlp};
 use flexicubes::FlexiCubes;
-use unet::{TriplaneUNet, TriplaneUNetConfig};
+use unet::{TriplaneUNet, TriplaneUNetConfig, TriplaneUNetConfigError};
 
 /// Hyper-parameters of the reconstruction (CRM's `configs/specs_objaverse_total.json` and the
 /// constants of `model/crm/model.py` / `util/renderer.py`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReconConfig {
     /// The triplane UNet (`UNetPP`); its `in_channels` is `DecoderSpecs.c_dim`.
     pub unet: TriplaneUNetConfig,
@@ -71,24 +72,47 @@ impl ReconConfig {
     }
 
     /// Checks what the layers assume.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ReconConfigError> {
         self.unet.validate()?;
         if input::VIEW % self.unet.size_multiple() != 0 {
-            return Err(format!(
-                "{} UNet levels need inputs divisible by {}; views are {}",
-                self.unet.block_out_channels.len(),
-                self.unet.size_multiple(),
-                input::VIEW
-            ));
+            return Err(ReconConfigError::ViewSize {
+                levels: self.unet.block_out_channels.len(),
+                multiple: self.unet.size_multiple(),
+                view: input::VIEW,
+            });
         }
         if !(2..=256).contains(&self.grid_res) {
-            return Err(format!("grid_res {} is outside 2..=256", self.grid_res));
+            return Err(ReconConfigError::GridRes(self.grid_res));
         }
         if self.mlp_hidden < 1 {
-            return Err("mlp_hidden must be positive".to_owned());
+            return Err(ReconConfigError::MlpHidden);
         }
         Ok(())
     }
+}
+
+/// What [`ReconConfig::validate`] finds wrong (the first problem).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReconConfigError {
+    /// The triplane UNet's own config.
+    #[error(transparent)]
+    UNet(#[from] TriplaneUNetConfigError),
+    /// The views cannot be halved once per UNet level.
+    #[error("{levels} UNet levels need inputs divisible by {multiple}; views are {view}")]
+    ViewSize {
+        /// UNet levels.
+        levels: usize,
+        /// What the input sides must be multiples of.
+        multiple: i64,
+        /// The side of one view.
+        view: i64,
+    },
+    /// The FlexiCubes grid is too coarse or too big.
+    #[error("grid_res {0} is outside 2..=256")]
+    GridRes(i64),
+    /// The MLPs have no hidden units.
+    #[error("mlp_hidden must be positive")]
+    MlpHidden,
 }
 
 /// The reconstruction network and FlexiCubes grid on one device.

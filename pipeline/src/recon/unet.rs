@@ -20,6 +20,7 @@ use crate::diffusion::resblock::{conv3x3, GroupNorm32, Upsample};
 
 /// Hyper-parameters of the triplane UNet (`UNetPP.__init__`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TriplaneUNetConfig {
     /// Input channels: 12 triplane channels + the learned plane (`DecoderSpecs.c_dim`, 32).
     pub in_channels: i64,
@@ -70,28 +71,28 @@ impl TriplaneUNetConfig {
     }
 
     /// Checks what the layers assume.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), TriplaneUNetConfigError> {
         let levels = self.block_out_channels.len();
         if levels == 0 || self.down_attention.len() != levels || self.up_attention.len() != levels {
-            return Err(format!(
-                "block_out_channels, down_attention and up_attention need one entry per level \
-                 ({levels}, {}, {})",
-                self.down_attention.len(),
-                self.up_attention.len()
-            ));
+            return Err(TriplaneUNetConfigError::Levels {
+                levels,
+                down: self.down_attention.len(),
+                up: self.up_attention.len(),
+            });
         }
         if self.in_channels <= 12 {
-            return Err(format!("in_channels {} must exceed the 12 triplane channels", self.in_channels));
+            return Err(TriplaneUNetConfigError::InChannels(self.in_channels));
         }
         if self.out_channels < 1 {
-            return Err("out_channels must be positive".to_owned());
+            return Err(TriplaneUNetConfigError::OutChannels);
         }
-        for &c in &self.block_out_channels {
-            if c % self.norm_num_groups != 0 || c % self.attention_head_dim != 0 {
-                return Err(format!(
-                    "{c} channels are not divisible by {} groups and heads of {}",
-                    self.norm_num_groups, self.attention_head_dim
-                ));
+        for &channels in &self.block_out_channels {
+            if channels % self.norm_num_groups != 0 || channels % self.attention_head_dim != 0 {
+                return Err(TriplaneUNetConfigError::Indivisible {
+                    channels,
+                    groups: self.norm_num_groups,
+                    head: self.attention_head_dim,
+                });
             }
         }
         Ok(())
@@ -102,6 +103,40 @@ impl TriplaneUNetConfig {
     pub fn size_multiple(&self) -> i64 {
         1 << (self.block_out_channels.len() - 1)
     }
+}
+
+/// What [`TriplaneUNetConfig::validate`] finds wrong (the first problem).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TriplaneUNetConfigError {
+    /// The per-level lists differ in length, or are empty.
+    #[error(
+        "block_out_channels, down_attention and up_attention need one entry per level \
+         ({levels}, {down}, {up})"
+    )]
+    Levels {
+        /// Entries of `block_out_channels`.
+        levels: usize,
+        /// Entries of `down_attention`.
+        down: usize,
+        /// Entries of `up_attention`.
+        up: usize,
+    },
+    /// The input must hold the 12 triplane channels and the learned plane.
+    #[error("in_channels {0} must exceed the 12 triplane channels")]
+    InChannels(i64),
+    /// No output channels.
+    #[error("out_channels must be positive")]
+    OutChannels,
+    /// A level's width does not split into the norm groups and attention heads.
+    #[error("{channels} channels are not divisible by {groups} groups and heads of {head}")]
+    Indivisible {
+        /// The level's channels.
+        channels: i64,
+        /// `norm_num_groups`.
+        groups: i64,
+        /// `attention_head_dim`.
+        head: i64,
+    },
 }
 
 /// `ResnetBlock2D`: `GN -> SiLU -> conv`, plus the projected time embedding, `GN -> SiLU ->

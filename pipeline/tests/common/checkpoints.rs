@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use img3d_pipeline::config::Stages;
 use img3d_pipeline::diffusion::DiffusionConfig;
 use img3d_pipeline::recon::unet::TriplaneUNetConfig;
 use img3d_pipeline::recon::ReconConfig;
@@ -35,15 +36,14 @@ pub fn config() -> BundleConfig {
         stage.unet.resampler.output_dim = 4;
     }
     diffusion.vae.ch_mult = vec![1, 1, 1, 1];
-    let mut config = BundleConfig { name: "checkpoint-fixtures".into(), ..BundleConfig::tiny() };
-    config.stages.insert("diffusion".into(), serde_json::to_value(diffusion).unwrap());
-    config.stages.insert("reconstruction".into(), reconstruction());
+    let mut config = BundleConfig::tiny();
+    config.stages = Stages { diffusion, reconstruction: reconstruction() };
     config
 }
 
 /// `stages.reconstruction` of [`config`]: the tiny reconstruction with UNetPP's input and
 /// output at the fixture's 13 channels.
-pub fn reconstruction() -> serde_json::Value {
+pub fn reconstruction() -> ReconConfig {
     let unet = TriplaneUNetConfig { in_channels: 13, out_channels: 13, ..TriplaneUNetConfig::tiny() };
-    serde_json::to_value(ReconConfig { unet, ..ReconConfig::tiny() }).expect("config serialises")
+    ReconConfig { unet, ..ReconConfig::tiny() }
 }

@@ -1,6 +1,6 @@
-//! The multi-view diffusion as a stage of the pipeline: its slot of `config.json`
-//! ([`DiffusionConfig`] under `stages.diffusion`), its bundle files, its tiny random weights and
-//! its loading ([`StageProvider`]).
+//! The multi-view diffusion in a model bundle: its files, loading them ([`load_multiview`], at
+//! the architecture of `stages.diffusion` of `config.json`), and the tiny bundle's random
+//! weights ([`write_tiny`]).
 //!
 //! Bundle files:
 //! ```text
@@ -18,24 +18,21 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
 use super::multiview::CrmMultiView;
+use super::precision::precision_for;
 use super::sampler::StageModels;
 use super::stage1::Stage1;
 use super::stage2::Stage2;
 use super::unet::MultiViewUNet;
 use super::{clip, vae, AutoencoderKl, ClipVision, Ddim, DiffusionConfig, NoiseSchedule, StageConfig};
-use crate::bundle::{self, Bundle, CONSTANTS};
-use crate::registry::{self, LoadedStage, StageKind, StageProvider};
-use crate::tiny::{fnv1a, randomize};
+use crate::components::{self, Components, CONFIG_FILE, CONSTANTS};
+use crate::params::RunDefaults;
+use crate::random::{fnv1a, randomize};
 use crate::PipelineError;
-
-/// The provider's name: its key under `stages` in `config.json`.
-pub const NAME: &str = "diffusion";
 
 /// Where the UNet sits in upstream's checkpoints (`LatentDiffusionInterface.model`, a
 /// `DiffusionWrapper`).
@@ -46,10 +43,6 @@ pub const STAGE_COMPONENTS: [&str; 2] = ["diffusion_stage1", "diffusion_stage2"]
 
 /// Deviation of the tiny bundle's random weights (as the parity fixtures', `common.randomize`).
 const TINY_STD: f64 = 0.2;
-
-/// The `diffusion` stage provider.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DiffusionProvider;
 
 /// Names of a stage's text contexts in [`CONSTANTS`]: (prompt, negative prompt).
 pub fn context_keys(stage: usize) -> (String, String) {
@@ -73,24 +66,9 @@ pub fn build(
     (unet, clip, vae)
 }
 
-/// Parses and validates the provider's config.
-pub fn parse_config(config: &serde_json::Value) -> Result<DiffusionConfig, PipelineError> {
-    registry::parse_stage_config(NAME, config, DiffusionConfig::validate)
-}
-
-/// The compute dtype on `device`: fp16 on CUDA as upstream (`TwoStagePipeline(dtype=float16)`,
-/// group norms in fp32), fp32 on the CPU.
-pub fn precision_for(device: Device) -> Kind {
-    if device.is_cuda() {
-        Kind::Half
-    } else {
-        Kind::Float
-    }
-}
-
-/// A stage's models, loaded strictly from `component` of `bundle`, with its text contexts.
+/// A stage's models, loaded strictly from its component in `files`, with its text contexts.
 fn load_stage(
-    bundle: &Bundle,
+    files: &Components,
     cfg: &DiffusionConfig,
     index: usize,
     constants: &mut HashMap<String, Tensor>,
@@ -100,11 +78,11 @@ fn load_stage(
     let mut vs = VarStore::new(device);
     vs.set_kind(precision_for(device));
     let (unet, clip, vae) = build(&vs, cfg, stage);
-    bundle.load_component(&mut vs, STAGE_COMPONENTS[index - 1])?;
+    files.load(&mut vs, STAGE_COMPONENTS[index - 1])?;
     let shape = [1, cfg.text_tokens, stage.unet.context_dim];
     let (cond_key, uncond_key) = context_keys(index);
     let mut take = |key: &str| -> Result<Tensor, PipelineError> {
-        let path = bundle.component_path(CONSTANTS);
+        let path = files.path(CONSTANTS);
         let t = constants.remove(key).ok_or_else(|| PipelineError::Weights {
             path: path.clone(),
             reason: format!("missing tensor {key}"),
@@ -120,66 +98,42 @@ fn load_stage(
     Ok(StageModels { unet, clip, vae, context: take(&cond_key)?, uncond_context: take(&uncond_key)? })
 }
 
-impl StageProvider for DiffusionProvider {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn kind(&self) -> StageKind {
-        StageKind::MultiView
-    }
-
-    fn crm_config(&self) -> serde_json::Value {
-        serde_json::to_value(DiffusionConfig::crm()).expect("config serialises")
-    }
-
-    fn tiny_config(&self) -> serde_json::Value {
-        serde_json::to_value(DiffusionConfig::tiny()).expect("config serialises")
-    }
-
-    fn write_tiny(&self, config: &serde_json::Value, seed: u64, dir: &Path) -> Result<(), PipelineError> {
-        let cfg = parse_config(config)?;
-        let _guard = tch::no_grad_guard();
-        for (component, stage) in STAGE_COMPONENTS.iter().zip([&cfg.stage1, &cfg.stage2]) {
-            let vs = VarStore::new(Device::Cpu);
-            let _models = build(&vs, &cfg, stage);
-            randomize(&vs, seed ^ fnv1a(component.as_bytes()), TINY_STD);
-            bundle::save_component(dir, component, &vs)?;
-        }
-        // Random stand-ins for the text contexts: unit-variance tokens like the real ones.
+/// Writes the tiny bundle's diffusion files into `dir`: both stages' networks at `cfg`'s size
+/// (safetensors named [`STAGE_COMPONENTS`]) and random stand-ins for the text contexts, random
+/// weights drawn from `seed` (see [`randomize`]).
+pub fn write_tiny(cfg: &DiffusionConfig, seed: u64, dir: &Path) -> Result<(), PipelineError> {
+    let _guard = tch::no_grad_guard();
+    for (component, stage) in STAGE_COMPONENTS.iter().zip([&cfg.stage1, &cfg.stage2]) {
         let vs = VarStore::new(Device::Cpu);
-        for (index, stage) in [(1, &cfg.stage1), (2, &cfg.stage2)] {
-            let (cond, uncond) = context_keys(index);
-            for key in [cond, uncond] {
-                let (prefix, leaf) = key.rsplit_once('.').expect("a dotted key");
-                let _ = under(vs.root(), prefix).zeros(leaf, &[1, cfg.text_tokens, stage.unet.context_dim]);
-            }
+        let _models = build(&vs, cfg, stage);
+        randomize(&vs, seed ^ fnv1a(component.as_bytes()), TINY_STD);
+        components::save_component(dir, component, &vs)?;
+    }
+    // Random stand-ins for the text contexts: unit-variance tokens like the real ones.
+    let vs = VarStore::new(Device::Cpu);
+    for (index, stage) in [(1, &cfg.stage1), (2, &cfg.stage2)] {
+        let (cond, uncond) = context_keys(index);
+        for key in [cond, uncond] {
+            let (prefix, leaf) = key.rsplit_once('.').expect("a dotted key");
+            let _ = under(vs.root(), prefix).zeros(leaf, &[1, cfg.text_tokens, stage.unet.context_dim]);
         }
-        randomize(&vs, seed ^ fnv1a(CONSTANTS.as_bytes()), 1.0);
-        bundle::save_component(dir, CONSTANTS, &vs)
     }
-
-    fn load(
-        &self,
-        bundle: &Bundle,
-        config: &serde_json::Value,
-        device: Device,
-    ) -> Result<LoadedStage, PipelineError> {
-        Ok(LoadedStage::MultiView(Arc::new(load_multiview(bundle, config, device)?)))
-    }
+    randomize(&vs, seed ^ fnv1a(CONSTANTS.as_bytes()), 1.0);
+    components::save_component(dir, CONSTANTS, &vs)
 }
 
-/// Both stages from `bundle` (weights loaded strictly) with the bundle's run defaults.
+/// Both stages at `cfg`'s architecture, weights loaded strictly from `files`, sampling with
+/// the bundle's run `defaults`.
 pub fn load_multiview(
-    bundle: &Bundle,
-    config: &serde_json::Value,
+    files: &Components,
+    cfg: &DiffusionConfig,
+    defaults: &RunDefaults,
     device: Device,
 ) -> Result<CrmMultiView, PipelineError> {
-    let cfg = parse_config(config)?;
-    let defaults = &bundle.config().defaults;
+    cfg.validate().map_err(|e| PipelineError::Internal(format!("diffusion config: {e}")))?;
     if defaults.eta != 0.0 {
         return Err(PipelineError::Bundle {
-            path: bundle.dir().join(bundle::CONFIG_FILE),
+            path: files.dir().join(CONFIG_FILE),
             reason: format!(
                 "defaults.eta is {}: the DDIM sampler implements eta 0 (upstream's)",
                 defaults.eta
@@ -187,22 +141,19 @@ pub fn load_multiview(
         });
     }
     let _guard = tch::no_grad_guard();
-    let mut constants: HashMap<String, Tensor> = bundle
-        .read_component(CONSTANTS)?
-        .into_iter()
-        .filter(|(name, _)| name.starts_with("diffusion."))
-        .collect();
-    let stage1 = load_stage(bundle, &cfg, 1, &mut constants, device)?;
-    let stage2 = load_stage(bundle, &cfg, 2, &mut constants, device)?;
+    let mut constants: HashMap<String, Tensor> =
+        files.read(CONSTANTS)?.into_iter().filter(|(name, _)| name.starts_with("diffusion.")).collect();
+    let stage1 = load_stage(files, cfg, 1, &mut constants, device)?;
+    let stage2 = load_stage(files, cfg, 2, &mut constants, device)?;
     if !constants.is_empty() {
         let mut names: Vec<_> = constants.into_keys().collect();
         names.sort();
         return Err(PipelineError::Weights {
-            path: bundle.component_path(CONSTANTS),
+            path: files.path(CONSTANTS),
             reason: format!("unexpected tensor(s): {}", names.join(", ")),
         });
     }
-    assemble(cfg, [stage1, stage2], defaults.steps, defaults.guidance_scale, device)
+    assemble(cfg.clone(), [stage1, stage2], defaults.steps, defaults.guidance_scale, device)
 }
 
 /// Both stages at `cfg`'s size with libtorch's default random initialisation and random text
@@ -213,7 +164,7 @@ pub fn random_multiview(
     steps: u32,
     guidance: f64,
 ) -> Result<CrmMultiView, PipelineError> {
-    cfg.validate().map_err(PipelineError::Internal)?;
+    cfg.validate().map_err(|e| PipelineError::Internal(e.to_string()))?;
     let _guard = tch::no_grad_guard();
     let stage = |stage: &StageConfig| {
         let mut vs = VarStore::new(device);
