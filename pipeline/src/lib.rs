@@ -7,14 +7,13 @@
 //!
 //! The crate knows nothing of queues or sockets: [`Pipeline::run`] takes image bytes, a cancel
 //! flag and a sink for parts and progress. Models come as a bundle directory ([`bundle`]):
-//! converted from the official checkpoints by `tools/convert.py` (downloaded on first use by
-//! [`download`]), or the tiny random-weight bundle ([`tiny`]).
+//! converted from the official checkpoints by `tools/convert.py` (the worker downloads and
+//! converts them on first use), or the tiny random-weight bundle ([`tiny`]).
 
 pub mod bundle;
 pub mod config;
 pub mod device;
 pub mod diffusion;
-pub mod download;
 pub mod error;
 pub mod mesh;
 pub mod params;

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod crm;
+pub mod download;
 mod job_loop;
 pub mod model_source;
 mod once;

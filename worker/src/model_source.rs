@@ -12,7 +12,7 @@
 //! network access. One converted by another build (a different layout) is converted again from
 //! the downloads, which are kept for that. Only the files the config's stages need are
 //! downloaded. Checksums: Hugging Face publishes each file's SHA-256 (`X-Linked-Etag`), which
-//! [`img3d_pipeline::download::fetch`] checks; rembg publishes only an MD5 for `u2net.onnx`,
+//! [`Downloader::fetch`] checks; rembg publishes only an MD5 for `u2net.onnx`,
 //! which is not checked (the converter checks its graph and widths). When the conversion fails,
 //! downloads no checksum vouched for are deleted, so the next attempt fetches them again.
 //!
@@ -27,7 +27,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use img3d_pipeline::{bundle, download, BundleConfig};
+use img3d_pipeline::{bundle, BundleConfig};
+
+use crate::download::Downloader;
 
 /// One official input of the conversion.
 #[derive(Debug, Clone, Copy)]
@@ -161,6 +163,7 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
             "the CRM bundle was converted for another layout (another build): converting it again"
         );
     }
+    let downloader = Downloader::new();
     let mut inputs = Vec::new();
     let mut unverified = Vec::new();
     for file in source.needed() {
@@ -168,7 +171,8 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
         if !dest.is_file() {
             let url = source.url(&file);
             tracing::info!(file = file.name, %url, "downloading (first use of --model crm)");
-            let digest = download::fetch(&url, &dest, None, &mut progress_logger(file.name))
+            let digest = downloader
+                .fetch(&url, &dest, None, &mut progress_logger(file.name))
                 .with_context(|| format!("downloading {} for --model crm", file.name))?;
             match digest {
                 Some(sha256) => {

@@ -6,8 +6,6 @@
 
 #[path = "../../pipeline/tests/common/checkpoints.rs"]
 mod checkpoints;
-#[path = "../../pipeline/tests/common/file_server.rs"]
-mod file_server;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -15,8 +13,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use file_server::Reply;
 use img3d_pipeline::DeviceSpec;
+use img3d_testkit::file_server::{self, Reply};
 use img3d_worker::crm::{self, ModelSpec};
 use img3d_worker::model_source::{downloads_dir, Converter, ModelSource};
 
@@ -100,7 +98,7 @@ fn sha256(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x");
     std::fs::write(&p, bytes).unwrap();
-    img3d_pipeline::download::file_sha256(&p).unwrap()
+    img3d_worker::download::file_sha256(&p).unwrap()
 }
 
 /// First use downloads every file once, converts, and loads strictly; the second reuses the
