@@ -2,6 +2,7 @@
 //! published the moment it exists; also the all-in-one standalone server and the one-shot
 //! `run` mode.
 
+pub mod cache_lock;
 pub mod cli;
 pub mod crm;
 pub mod download;

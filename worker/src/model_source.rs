@@ -20,6 +20,9 @@
 //! `<python> <converter> ...`; see [`Converter`] for how both are found. The Docker worker image
 //! has no Python: there the bundle is made once on a host (`img3d-worker prepare-model`) and
 //! mounted (`IMG3D_MODEL=/models/crm`).
+//!
+//! One process at a time downloads and converts into a cache ([`CacheLock`] on
+//! `<cache>/downloads/crm/.lock`); another one waits, then finds the bundle ready.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +32,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use img3d_pipeline::{bundle, BundleConfig};
 
+use crate::cache_lock::CacheLock;
 use crate::download::Downloader;
 
 /// One official input of the conversion.
@@ -152,7 +156,8 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
     }
     let downloads = downloads_dir(cache);
     std::fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
-    let _lock = Lock::acquire(&downloads.join(".lock"))?;
+    let _lock =
+        CacheLock::acquire(&downloads.join(".lock"), "the CRM bundle").context("locking the model cache")?;
     // Another process may have finished while this one waited.
     if is_current(bundle_dir, &source.config) {
         return Ok(bundle_dir.to_owned());
@@ -300,49 +305,5 @@ fn progress_logger(name: &'static str) -> impl FnMut(u64, Option<u64>) {
             ),
             _ => tracing::info!(file = name, mib, "download progress"),
         }
-    }
-}
-
-/// A lock file holding the owner's process id: one process downloads and converts at a time.
-/// A lock left by a process that no longer runs is taken over.
-struct Lock(PathBuf);
-
-impl Lock {
-    fn acquire(path: &Path) -> anyhow::Result<Lock> {
-        let mut waited = Instant::now();
-        loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut file) => {
-                    write!(file, "{}", std::process::id())?;
-                    return Ok(Lock(path.to_owned()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                    let alive = match owner {
-                        Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
-                        // Just created, its id not written yet; or left empty by a crash.
-                        None => std::fs::metadata(path)
-                            .and_then(|m| m.modified())
-                            .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(10)),
-                    };
-                    if !alive {
-                        let _ = std::fs::remove_file(path);
-                        continue;
-                    }
-                    if waited.elapsed() > Duration::from_secs(30) {
-                        tracing::info!(lock = %path.display(), pid = ?owner, "waiting for another process preparing the CRM bundle");
-                        waited = Instant::now();
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating the lock {}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
