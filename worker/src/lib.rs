@@ -4,6 +4,7 @@
 
 pub mod cache_lock;
 pub mod cli;
+pub mod converter;
 pub mod crm;
 pub mod download;
 mod job_loop;

@@ -18,8 +18,9 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use img3d_pipeline::DeviceSpec;
 use img3d_testkit::file_server::{self, Reply};
+use img3d_worker::converter::Converter;
 use img3d_worker::crm::{self, ModelSpec};
-use img3d_worker::model_source::{self, downloads_dir, Converter, ModelSource};
+use img3d_worker::model_source::{self, downloads_dir, ModelSource};
 
 /// What the mirror serves and what it saw.
 #[derive(Default)]
@@ -104,7 +105,7 @@ fn serve() -> Server {
 fn source(base_url: &str) -> ModelSource {
     ModelSource {
         base_url: Some(base_url.to_owned()),
-        converter: Converter::find(None, None),
+        converter: Converter::default(),
         config: checkpoints::config(),
     }
 }
