@@ -131,8 +131,8 @@ pub struct ModelArgs {
 /// `img3d-worker --redis URL --model M`: takes jobs from Redis.
 #[derive(Debug, Clone, Args)]
 pub struct QueueWorkerArgs {
-    /// Redis URL of the job queue shared with the gateways: redis://[:PASSWORD@]HOST:PORT[/DB],
-    /// or rediss:// for TLS; redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]
+    /// Redis URL of the job queue shared with the gateways: `redis://[:PASSWORD@]HOST:PORT[/DB]`,
+    /// or rediss:// for TLS; `redis+sentinel://[:PASSWORD@]HOST:PORT[,HOST:PORT...]/MASTER[/DB]`
     /// for the master of a Sentinel group (found again after a failover).
     #[arg(long, env = "IMG3D_REDIS")]
     pub redis: Option<String>,
