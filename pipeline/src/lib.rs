@@ -7,8 +7,8 @@
 //!
 //! The crate knows nothing of queues or sockets: [`Pipeline::run`] takes image bytes, a cancel
 //! flag and a sink for parts and progress. Models come as a bundle directory ([`bundle`]):
-//! converted from the official checkpoints by `tools/convert.py` (downloaded on first use by
-//! [`download`]), or the tiny random-weight bundle ([`tiny`]).
+//! converted from the official checkpoints by `tools/convert.py` (the worker downloads and
+//! converts them on first use), or the tiny random-weight bundle ([`tiny`]).
 //!
 //! Each stage module owns its typed config and loads itself from a bundle's [`components`]:
 //! [`u2net`] and [`preprocess`], [`diffusion`], [`recon`] (with [`mesh`]). [`config`] composes
@@ -20,7 +20,6 @@ pub mod components;
 pub mod config;
 pub mod device;
 pub mod diffusion;
-pub mod download;
 pub mod error;
 pub mod mesh;
 pub mod params;

@@ -9,7 +9,8 @@ use img3d_gateway::GatewayConfig;
 use img3d_pipeline::DeviceSpec;
 use img3d_service::RedisOptions;
 
-use crate::model_source::{Converter, ModelSource};
+use crate::converter::Converter;
+use crate::model_source::ModelSource;
 use crate::ModelSpec;
 
 /// The img3d worker: runs the CRM image-to-3D pipeline on jobs from a Redis queue (one job at
@@ -61,13 +62,15 @@ pub struct ModelSourceArgs {
     #[arg(long, env = "IMG3D_MODEL_SOURCE")]
     pub model_source: Option<String>,
 
-    /// Python with torch and safetensors that runs the converter (default:
-    /// $IMG3D_TORCH_VENV/bin/python, else ~/.cache/img3d/torch-2.11.0/bin/python, else python3).
+    /// Python with torch and safetensors that runs the converter on first use of `--model crm`
+    /// (default: $IMG3D_TORCH_VENV/bin/python, else ~/.cache/img3d/torch-2.11.0/bin/python, the
+    /// venv scripts/setup makes, if it exists).
     #[arg(long, env = "IMG3D_PYTHON")]
     pub converter_python: Option<PathBuf>,
 
-    /// tools/convert.py of this img3d version (default: the source tree this binary was built
-    /// from).
+    /// tools/convert.py of this img3d version, run on first use of `--model crm` (default: the
+    /// source tree this binary was built from, if it still exists; set this for an installed
+    /// binary).
     #[arg(long, env = "IMG3D_CONVERTER")]
     pub converter: Option<PathBuf>,
 }
@@ -77,7 +80,7 @@ impl ModelSourceArgs {
     pub fn source(&self) -> ModelSource {
         ModelSource {
             base_url: self.model_source.clone(),
-            converter: Converter::find(self.converter_python.clone(), self.converter.clone()),
+            converter: Converter::new(self.converter_python.clone(), self.converter.clone()),
             ..ModelSource::default()
         }
     }

@@ -2,8 +2,11 @@
 //! published the moment it exists; also the all-in-one standalone server and the one-shot
 //! `run` mode.
 
+pub mod cache_lock;
 pub mod cli;
+pub mod converter;
 pub mod crm;
+pub mod download;
 mod job_loop;
 pub mod model_source;
 mod once;

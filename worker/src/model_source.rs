@@ -10,23 +10,29 @@
 //!
 //! A bundle whose `config.json` is this build's [`ModelSource::config`] is reused without any
 //! network access. One converted by another build (a different layout) is converted again from
-//! the downloads, which are kept for that. Checksums: Hugging Face publishes each file's SHA-256 (`X-Linked-Etag`), which
-//! [`img3d_pipeline::download::fetch`] checks; rembg publishes only an MD5 for `u2net.onnx`,
+//! the downloads, which are kept for that. Checksums: Hugging Face publishes each file's
+//! SHA-256 (`X-Linked-Etag`), which [`Downloader::fetch`] checks; rembg publishes only an MD5
+//! for `u2net.onnx`,
 //! which is not checked (the converter checks its graph and widths). When the conversion fails,
 //! downloads no checksum vouched for are deleted, so the next attempt fetches them again.
 //!
 //! The converter is Python (torch, safetensors: the project's torch venv). The worker runs
-//! `<python> <converter> ...`; see [`Converter`] for how both are found. The Docker worker image
-//! has no Python: there the bundle is made once on a host (`img3d-worker prepare-model`) and
-//! mounted (`IMG3D_MODEL=/models/crm`).
+//! `<python> <converter> ...`; see [`crate::converter`] for how both are found (before anything
+//! is downloaded). The Docker worker image has no Python: there the bundle is made once on a
+//! host (`img3d-worker prepare-model`) and mounted (`IMG3D_MODEL=/models/crm`).
+//!
+//! One process at a time downloads and converts into a cache ([`CacheLock`] on
+//! `<cache>/downloads/crm/.lock`); another one waits, then finds the bundle ready.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use img3d_pipeline::{bundle, download, BundleConfig};
+use img3d_pipeline::{bundle, BundleConfig};
+
+use crate::cache_lock::CacheLock;
+use crate::converter::Converter;
+use crate::download::Downloader;
 
 /// One official input of the conversion.
 #[derive(Debug, Clone, Copy)]
@@ -64,34 +70,6 @@ pub const CRM_FILES: [ModelFile; 4] = [
     },
 ];
 
-/// How the worker runs `tools/convert.py`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Converter {
-    /// Python with torch and safetensors: `--converter-python` / `IMG3D_PYTHON`, else
-    /// `$IMG3D_TORCH_VENV/bin/python`, else `~/.cache/img3d/torch-2.11.0/bin/python` (the venv
-    /// `scripts/setup` creates) when it exists, else `python3` from `PATH`.
-    pub python: PathBuf,
-    /// `tools/convert.py`: `--converter` / `IMG3D_CONVERTER`, else the source tree this binary
-    /// was built from.
-    pub script: PathBuf,
-}
-
-impl Converter {
-    /// The defaults described on the fields, with `python` / `script` replacing them when given.
-    pub fn find(python: Option<PathBuf>, script: Option<PathBuf>) -> Self {
-        let python = python.unwrap_or_else(|| {
-            let venv = std::env::var_os("IMG3D_TORCH_VENV").map(PathBuf::from).or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/img3d/torch-2.11.0"))
-            });
-            venv.map(|v| v.join("bin/python")).filter(|p| p.is_file()).unwrap_or_else(|| "python3".into())
-        });
-        let script = script.unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("tools").join("convert.py")
-        });
-        Converter { python, script }
-    }
-}
-
 /// Where `--model crm` comes from when its bundle is not in the cache yet.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelSource {
@@ -106,7 +84,7 @@ pub struct ModelSource {
 
 impl Default for ModelSource {
     fn default() -> Self {
-        ModelSource { base_url: None, converter: Converter::find(None, None), config: BundleConfig::crm() }
+        ModelSource { base_url: None, converter: Converter::default(), config: BundleConfig::crm() }
     }
 }
 
@@ -134,17 +112,21 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
     }
     let downloads = downloads_dir(cache);
     std::fs::create_dir_all(&downloads).with_context(|| format!("creating {}", downloads.display()))?;
-    let _lock = Lock::acquire(&downloads.join(".lock"))?;
+    let _lock =
+        CacheLock::acquire(&downloads.join(".lock"), "the CRM bundle").context("locking the model cache")?;
     // Another process may have finished while this one waited.
     if is_current(bundle_dir, &source.config) {
         return Ok(bundle_dir.to_owned());
     }
+    // Before downloading several GB: can they be converted here?
+    let converter = source.converter.locate()?;
     if bundle_dir.exists() {
         tracing::warn!(
             dir = %bundle_dir.display(),
             "the CRM bundle was converted for another layout (another build): converting it again"
         );
     }
+    let downloader = Downloader::new();
     let mut inputs = Vec::new();
     let mut unverified = Vec::new();
     for file in CRM_FILES {
@@ -152,7 +134,8 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
         if !dest.is_file() {
             let url = source.url(&file);
             tracing::info!(file = file.name, %url, "downloading (first use of --model crm)");
-            let digest = download::fetch(&url, &dest, None, &mut progress_logger(file.name))
+            let digest = downloader
+                .fetch(&url, &dest, None, &mut progress_logger(file.name))
                 .with_context(|| format!("downloading {} for --model crm", file.name))?;
             match digest {
                 Some(sha256) => {
@@ -166,7 +149,7 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
         }
         inputs.push((file.flag, dest));
     }
-    if let Err(e) = convert(&source.converter, &source.config, bundle_dir, &inputs) {
+    if let Err(e) = converter.run(&source.config, bundle_dir, &inputs) {
         for path in &unverified {
             let _ = std::fs::remove_file(path);
         }
@@ -191,7 +174,7 @@ pub fn ensure(cache: &Path, bundle_dir: &Path, source: &ModelSource) -> anyhow::
         "{} was converted but its config.json is not this build's crm layout: is {} from another \
          version of img3d?",
         bundle_dir.display(),
-        source.converter.script.display()
+        converter.script.display()
     );
     Ok(bundle_dir.to_owned())
 }
@@ -202,63 +185,6 @@ fn is_current(dir: &Path, config: &BundleConfig) -> bool {
         .ok()
         .and_then(|text| serde_json::from_str::<BundleConfig>(&text).ok())
         .is_some_and(|found| &found == config)
-}
-
-/// Runs the converter; on failure, the error holds the end of its output.
-fn convert(
-    converter: &Converter,
-    config: &BundleConfig,
-    out: &Path,
-    inputs: &[(&str, PathBuf)],
-) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        converter.script.is_file(),
-        "the converter {} does not exist: point --converter (IMG3D_CONVERTER) at tools/convert.py \
-         of this img3d version, or convert on a machine that has it and pass the bundle directory \
-         to --model",
-        converter.script.display()
-    );
-    let mut config_file = tempfile::NamedTempFile::new().context("writing the converter's config")?;
-    config_file.write_all(serde_json::to_string_pretty(config)?.as_bytes())?;
-    let mut command = Command::new(&converter.python);
-    command
-        .arg(&converter.script)
-        .arg("--config")
-        .arg(config_file.path())
-        .arg("--out")
-        .arg(out)
-        .arg("--force");
-    for (flag, path) in inputs {
-        command.arg(flag).arg(path);
-    }
-    tracing::info!(python = %converter.python.display(), script = %converter.script.display(), "converting");
-    let start = Instant::now();
-    let output = command.output().map_err(|e| {
-        anyhow::anyhow!(
-            "running {}: {e}: the converter needs Python with torch and safetensors (the venv \
-             scripts/setup creates); set --converter-python (IMG3D_PYTHON). Without Python (the \
-             Docker image), run `img3d-worker prepare-model` on a machine with it and mount the \
-             bundle",
-            converter.python.display()
-        )
-    })?;
-    let text =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    for line in text.lines() {
-        tracing::info!(target: "img3d_worker::convert", "{line}");
-    }
-    if !output.status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-        anyhow::bail!(
-            "{} {} failed ({}): {}",
-            converter.python.display(),
-            converter.script.display(),
-            output.status,
-            tail.join(" | ")
-        );
-    }
-    tracing::info!(secs = start.elapsed().as_secs_f64(), dir = %out.display(), "converted the CRM bundle");
-    Ok(())
 }
 
 /// Logs a download's progress at most every 5 seconds, and its end.
@@ -280,49 +206,5 @@ fn progress_logger(name: &'static str) -> impl FnMut(u64, Option<u64>) {
             ),
             _ => tracing::info!(file = name, mib, "download progress"),
         }
-    }
-}
-
-/// A lock file holding the owner's process id: one process downloads and converts at a time.
-/// A lock left by a process that no longer runs is taken over.
-struct Lock(PathBuf);
-
-impl Lock {
-    fn acquire(path: &Path) -> anyhow::Result<Lock> {
-        let mut waited = Instant::now();
-        loop {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
-                Ok(mut file) => {
-                    write!(file, "{}", std::process::id())?;
-                    return Ok(Lock(path.to_owned()));
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let owner = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                    let alive = match owner {
-                        Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
-                        // Just created, its id not written yet; or left empty by a crash.
-                        None => std::fs::metadata(path)
-                            .and_then(|m| m.modified())
-                            .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(10)),
-                    };
-                    if !alive {
-                        let _ = std::fs::remove_file(path);
-                        continue;
-                    }
-                    if waited.elapsed() > Duration::from_secs(30) {
-                        tracing::info!(lock = %path.display(), pid = ?owner, "waiting for another process preparing the CRM bundle");
-                        waited = Instant::now();
-                    }
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-                Err(e) => return Err(e).with_context(|| format!("creating the lock {}", path.display())),
-            }
-        }
-    }
-}
-
-impl Drop for Lock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }

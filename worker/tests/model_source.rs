@@ -3,22 +3,24 @@
 //! mirror; the worker downloads them into the cache, converts them with `tools/convert.py`
 //! (the torch venv's Python, as `scripts/setup` installs it), loads the bundle, and reuses it
 //! without network afterwards. Broken downloads and conversions leave no bundle and say why.
+//! Two preparations at once: one downloads and converts, the other waits on the cache lock and
+//! then finds the bundle ready.
 
 #[path = "../../pipeline/tests/common/checkpoints.rs"]
 mod checkpoints;
-#[path = "../../pipeline/tests/common/file_server.rs"]
-mod file_server;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
-use file_server::Reply;
 use img3d_pipeline::DeviceSpec;
+use img3d_testkit::file_server::{self, Reply};
+use img3d_worker::converter::Converter;
 use img3d_worker::crm::{self, ModelSpec};
-use img3d_worker::model_source::{downloads_dir, Converter, ModelSource};
+use img3d_worker::model_source::{self, downloads_dir, ModelSource};
 
 /// What the mirror serves and what it saw.
 #[derive(Default)]
@@ -35,6 +37,40 @@ struct Mirror {
 struct Server {
     url: String,
     mirror: Arc<Mutex<Mirror>>,
+    gate: Arc<Gate>,
+}
+
+/// Holds every request back while closed, counting those that arrived.
+struct Gate {
+    /// Open, and the number of requests that arrived.
+    state: Mutex<(bool, usize)>,
+    changed: Condvar,
+}
+
+impl Gate {
+    fn set(&self, open: bool) {
+        self.state.lock().unwrap().0 = open;
+        self.changed.notify_all();
+    }
+
+    /// A request arrives, and waits until the gate is open.
+    fn pass(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.1 += 1;
+        self.changed.notify_all();
+        drop(self.changed.wait_while(state, |(open, _)| !*open).unwrap());
+    }
+
+    /// How many requests arrived.
+    fn arrived(&self) -> usize {
+        self.state.lock().unwrap().1
+    }
+
+    /// Waits until a request has arrived.
+    fn wait_for_a_request(&self) {
+        let state = self.state.lock().unwrap();
+        drop(self.changed.wait_while(state, |(_, arrived)| *arrived == 0).unwrap());
+    }
 }
 
 /// The mirror of the official files: the checkpoint fixtures and the tiny `u2net.onnx`.
@@ -46,7 +82,10 @@ fn serve() -> Server {
     }
     let mirror = Arc::new(Mutex::new(Mirror { files, ..Mirror::default() }));
     let shared = mirror.clone();
+    let gate = Arc::new(Gate { state: Mutex::new((true, 0)), changed: Condvar::new() });
+    let gated = gate.clone();
     let url = file_server::serve(move |request| {
+        gated.pass();
         let mut m = shared.lock().unwrap();
         m.requests.push(format!("{} {:?}", request.path, request.range));
         let name = request.path.strip_prefix("/mirror/").unwrap_or("").to_owned();
@@ -59,14 +98,14 @@ fn serve() -> Server {
             None => Reply::NotFound,
         }
     });
-    Server { url: format!("{url}/mirror"), mirror }
+    Server { url: format!("{url}/mirror"), mirror, gate }
 }
 
 /// The fixtures' layout from `base_url`, converted by this checkout's tools/convert.py.
 fn source(base_url: &str) -> ModelSource {
     ModelSource {
         base_url: Some(base_url.to_owned()),
-        converter: Converter::find(None, None),
+        converter: Converter::default(),
         config: checkpoints::config(),
     }
 }
@@ -100,7 +139,7 @@ fn sha256(bytes: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x");
     std::fs::write(&p, bytes).unwrap();
-    img3d_pipeline::download::file_sha256(&p).unwrap()
+    img3d_worker::download::file_sha256(&p).unwrap()
 }
 
 /// First use downloads every file once, converts, and loads strictly; the second reuses the
@@ -214,4 +253,68 @@ fn the_worker_binary_takes_the_source_from_the_environment() {
     assert!(err.contains("downloading u2net.onnx") && err.contains("HTTP 404"), "{err}");
     assert!(err.contains(&format!("{}/u2net.onnx", server.url)), "{err}");
     assert_no_bundle(cache.path());
+}
+
+/// A log written to memory, for one thread's subscriber.
+#[derive(Clone, Default)]
+struct Log(Arc<Mutex<Vec<u8>>>);
+
+impl Log {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Two preparations of one cache at once (two threads, so two opens of the lock file, which
+/// `flock` treats as two holders): the first downloads and converts while the second logs that
+/// it waits for another process's download, then finds the bundle ready and fetches nothing.
+#[test]
+fn a_second_preparation_waits_for_the_first_and_finds_the_bundle() {
+    let server = serve();
+    let cache = tempfile::tempdir().unwrap();
+    let bundle = crm::crm_bundle_dir(cache.path());
+    let mirror = source(&server.url);
+    server.gate.set(false);
+
+    // The first holds the lock, stuck on its first download until the gate opens.
+    let first = {
+        let (cache, bundle, source) = (cache.path().to_owned(), bundle.clone(), mirror.clone());
+        std::thread::spawn(move || model_source::ensure(&cache, &bundle, &source))
+    };
+    server.gate.wait_for_a_request();
+    let log = Log::default();
+    let second = {
+        let (cache, bundle, source, log) = (cache.path().to_owned(), bundle.clone(), mirror, log.clone());
+        std::thread::spawn(move || {
+            let subscriber =
+                tracing_subscriber::fmt().with_writer(move || log.clone()).with_ansi(false).finish();
+            tracing::subscriber::with_default(subscriber, || model_source::ensure(&cache, &bundle, &source))
+        })
+    };
+    // Only once the second is waiting does the first get its files.
+    while !log.text().contains("waiting for another process's download") {
+        assert!(!second.is_finished(), "the second did not wait: {}", log.text());
+        assert_eq!(server.gate.arrived(), 1, "the second went to the mirror: {}", log.text());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    server.gate.set(true);
+
+    assert_eq!(first.join().unwrap().unwrap(), bundle);
+    assert_eq!(second.join().unwrap().unwrap(), bundle);
+    assert_eq!(server.mirror.lock().unwrap().requests.len(), 4, "one set of downloads");
+    let text = log.text();
+    assert!(text.contains("the other process is done with the CRM bundle"), "{text}");
+    assert!(!text.contains("downloading") && !text.contains("converting"), "{text}");
+    load(cache.path(), &source(&offline())).unwrap();
 }
