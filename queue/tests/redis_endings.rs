@@ -4,8 +4,7 @@
 
 #[path = "common/jobs.rs"]
 mod jobs;
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use img3d_testkit::redis_server;
 
 use std::time::Duration;
 

@@ -4,8 +4,7 @@
 //! Tests on the shared Redis (`REDIS_URL`) use a unique prefix; tests that break Redis start
 //! their own `redis-server` on a free port.
 
-#[path = "common/redis_server.rs"]
-mod redis_server;
+use img3d_testkit::redis_server;
 
 #[path = "common/jobs.rs"]
 mod jobs;

@@ -12,8 +12,7 @@
 //! [`procs`]: the files of `client/examples/loadtest`, compiled here too, so the example and the
 //! tests judge a job by the same rules).
 
-#[path = "../../../queue/tests/common/redis_server.rs"]
-pub mod redis_server;
+pub use img3d_testkit::redis_server;
 
 pub mod nginx;
 pub mod raw_ws;

@@ -6,7 +6,7 @@
 //! neither root nor /etc or /var, and works as root too.
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -95,11 +95,6 @@ pub fn binary() -> PathBuf {
     );
 }
 
-/// A free loopback port (bound and released; nginx binds it right after).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// One access-log line of a WebSocket handshake (written when the connection closes).
 #[derive(Debug, Clone)]
 pub struct AccessLine(pub String);
@@ -154,7 +149,7 @@ impl Nginx {
         let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
         let deployed = std::fs::read_to_string(deploy_config_path())
             .unwrap_or_else(|e| panic!("{}: {e}", deploy_config_path().display()));
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", img3d_testkit::free_port()).parse().unwrap();
         let config = dir.path().join("nginx.conf");
         std::fs::write(&config, derive_config(&deployed, gateways, addr)).unwrap();
 

@@ -1,10 +1,7 @@
 //! A private `redis-server` for tests that kill, restart or reconfigure Redis (so they never
-//! disturb the shared one on 6379). Also used by the scale-out end-to-end tests
+//! disturb the shared one on 6379): the queue's fault tests and the scale-out end-to-end tests
 //! (`tests/scaleout/`).
 
-#![allow(dead_code)]
-
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -130,7 +127,4 @@ impl Drop for RedisServer {
     }
 }
 
-/// A loopback port nothing listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().unwrap().port()
-}
+pub use crate::free_port;
