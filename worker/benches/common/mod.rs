@@ -170,29 +170,73 @@ impl Proc {
     /// Starts this executable in `role` with the double's `kind` of parts and `env`, and waits
     /// for its address line.
     pub fn start(role: &str, kind: &str, env: &[(&str, &str)]) -> Proc {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .env("IMG3D_BENCH_ROLE", role)
-            .env("IMG3D_BENCH_PARTS", kind)
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command.env("IMG3D_BENCH_ROLE", role).env("IMG3D_BENCH_PARTS", kind).envs(env.iter().copied());
+        Proc::spawn(command, role)
+    }
+
+    /// Starts `command` (any server that prints `listening on ADDR` as its first stdout line,
+    /// such as the `protocol-server` example of another build), logging errors only, and
+    /// waits for its address line.
+    pub fn spawn(mut command: Command, what: &str) -> Proc {
+        let mut child = command
             .env("IMG3D_LOG", "error")
-            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| panic!("cannot start the {what} server: {e}"));
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         let Some(addr) = line.trim().strip_prefix("listening on ") else {
             let _ = child.kill();
-            panic!("the {role} child did not start (its stderr is above)");
+            panic!("the {what} server did not start (its stderr is above)");
         };
         Proc { addr: addr.parse().unwrap(), child }
     }
 
-    /// Resident memory, KiB.
-    pub fn rss_kib(&self) -> u64 {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
+
+    /// Resident memory, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// Peak resident memory since the process started (VmHWM), KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// CPU time the process has used, all threads, user plus system, in milliseconds.
+    pub fn cpu_ms(&self) -> f64 {
+        cpu_ms(&format!("/proc/{}/stat", self.child.id()))
+    }
+}
+
+/// User plus system CPU time from a `/proc/.../stat` file, in milliseconds.
+pub fn cpu_ms(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap();
+    // Fields after the command name (which may hold spaces), from field 3 (state) on:
+    // utime is field 14, stime field 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 * 1000.0 / clock_ticks_per_s() as f64
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of `/proc/PID/stat` times.
+fn clock_ticks_per_s() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = Command::new("getconf").arg("CLK_TCK").output().expect("running getconf CLK_TCK");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("getconf CLK_TCK printed a number")
+    })
 }
 
 impl Drop for Proc {
@@ -213,13 +257,20 @@ pub fn raise_nofile(needed: u64) {
 pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub async fn connect(addr: SocketAddr) -> Ws {
+    connect_with_key(addr, None).await
+}
+
+/// A connection to `/generate3d`, with `Authorization: Bearer KEY` when `key` is given.
+pub async fn connect_with_key(addr: SocketAddr, key: Option<&str>) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(256 << 20))
         .max_frame_size(Some(256 << 20));
-    tokio_tungstenite::connect_async_with_config(format!("ws://{addr}/generate3d"), Some(config), true)
-        .await
-        .unwrap()
-        .0
+    let mut request = format!("ws://{addr}/generate3d").into_client_request().unwrap();
+    if let Some(key) = key {
+        request.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    }
+    tokio_tungstenite::connect_async_with_config(request, Some(config), true).await.unwrap().0
 }
 
 /// One job: returns (seconds, bytes of parts received).
@@ -252,21 +303,35 @@ pub struct Measured {
     pub mb_per_s: f64,
 }
 
+/// Jobs [`measure`] runs before it starts timing.
+pub const WARM_UP_JOBS: usize = 3;
+
 /// Runs `jobs` jobs against the service at `addr`, spread over `connections` connections
-/// each sending its next job when the previous one completed, after 3 warm-up jobs.
+/// each sending its next job when the previous one completed, after [`WARM_UP_JOBS`].
 pub async fn measure(addr: SocketAddr, jobs: usize, connections: usize) -> Measured {
+    measure_with_key(addr, jobs, connections, None).await
+}
+
+/// [`measure`], every connection presenting API key `key` when given.
+pub async fn measure_with_key(
+    addr: SocketAddr,
+    jobs: usize,
+    connections: usize,
+    key: Option<&str>,
+) -> Measured {
     let image = input_png();
     // Warm up (connection setup, allocator, Redis connection pools).
-    let mut ws = connect(addr).await;
-    for _ in 0..3 {
+    let mut ws = connect_with_key(addr, key).await;
+    for _ in 0..WARM_UP_JOBS {
         job(&mut ws, &image).await;
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
         let image = image.clone();
+        let key = key.map(str::to_owned);
         tasks.push(tokio::spawn(async move {
-            let mut ws = connect(addr).await;
+            let mut ws = connect_with_key(addr, key.as_deref()).await;
             let mut out = Vec::new();
             for _ in 0..jobs / connections {
                 out.push(job(&mut ws, &image).await);
