@@ -29,5 +29,14 @@ pub fn return_large_buffers() {
                 "mallopt(M_MMAP_THRESHOLD) refused: large buffers may stay in the heap"
             );
         }
+        // A fixed mmap threshold also fixes the heaps' trim threshold at its 128 KiB default
+        // (glibc raises it to twice the mmap threshold only while that adapts), so the heaps
+        // would be given back and grown again on every job: twice the threshold, as glibc does.
+        // SAFETY: as above; M_TRIM_THRESHOLD takes any non-negative size.
+        #[allow(unsafe_code)]
+        let ok = unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, (2 * LARGE) as libc::c_int) };
+        if ok != 1 {
+            tracing::warn!("mallopt(M_TRIM_THRESHOLD) refused");
+        }
     }
 }
