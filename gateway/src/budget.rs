@@ -15,9 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::futures::OwnedNotified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
-use tokio::time::Sleep;
 
 /// How long work waits for room before `busy`.
 pub const WAIT: Duration = Duration::from_secs(2);
@@ -43,6 +41,14 @@ pub struct MemoryBudget {
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
     freed: Arc<Notify>,
+}
+
+impl Reservation {
+    /// The units held, to be given back by whoever holds them now (dropping the permit alone
+    /// does not wake waiters: see [`Uploads`]).
+    fn into_permit(mut self) -> Option<OwnedSemaphorePermit> {
+        self.permit.take()
+    }
 }
 
 impl Drop for Reservation {
@@ -109,7 +115,7 @@ impl MemoryBudget {
 }
 
 /// Upload credit a connection takes from the budget at a time, in [`UNIT`]s (64 KiB).
-const UPLOAD_CREDIT: u32 = 64;
+const UPLOAD_CREDIT: u64 = 64;
 
 /// What one connection has read from its client and its session has not yet received as a
 /// whole message, held from the budget: a client uploading a 20 MB image holds up to 20 MB of
@@ -199,14 +205,16 @@ impl Uploads {
     }
 }
 
+/// A reservation under way, owned by the stream that polls it.
+type Reserving = Pin<Box<dyn Future<Output = Result<Reservation, NoRoom>> + Send>>;
+
 /// The read side of [`Uploads`], owned by the connection's stream: a read may only take as many
 /// bytes as the connection holds credit for; without credit it waits for room, at most
 /// [`WAIT`], then fails with `OutOfMemory` (the session answers `busy` and closes).
 pub struct UploadGate {
     uploads: Arc<Uploads>,
-    /// Listening for room given back, while there was none.
-    freed: Option<Pin<Box<OwnedNotified>>>,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// The credit being reserved, while there was none.
+    reserving: Option<Reserving>,
 }
 
 impl std::fmt::Debug for UploadGate {
@@ -218,48 +226,33 @@ impl std::fmt::Debug for UploadGate {
 impl UploadGate {
     /// The gate of `uploads`.
     pub fn new(uploads: Arc<Uploads>) -> Self {
-        UploadGate { uploads, freed: None, deadline: None }
+        UploadGate { uploads, reserving: None }
     }
 
     /// Bytes the connection may read now (at least 1), once there is room for them.
     pub fn poll_credit(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
-        loop {
-            let unused = self.uploads.unused();
-            if unused > 0 {
-                return Poll::Ready(Ok(unused));
+        let unused = self.uploads.unused();
+        if unused > 0 {
+            return Poll::Ready(Ok(unused));
+        }
+        let budget = self.uploads.budget.clone();
+        let reserving = self
+            .reserving
+            .get_or_insert_with(|| Box::pin(async move { budget.reserve(UPLOAD_CREDIT * UNIT, WAIT).await }));
+        let reserved = std::task::ready!(reserving.as_mut().poll(cx));
+        self.reserving = None;
+        match reserved.map(Reservation::into_permit) {
+            Ok(Some(permit)) => {
+                self.uploads.add(permit);
+                Poll::Ready(Ok(self.uploads.unused()))
             }
-            let budget = &self.uploads.budget;
-            // Listening before trying, so room given back in between is not missed.
-            let freed = self.freed.get_or_insert_with(|| {
-                let mut freed = Box::pin(budget.freed.clone().notified_owned());
-                freed.as_mut().enable();
-                freed
-            });
-            match budget.units.clone().try_acquire_many_owned(UPLOAD_CREDIT) {
-                Ok(permit) => {
-                    (self.freed, self.deadline) = (None, None);
-                    self.uploads.add(permit);
-                    continue;
-                }
-                Err(TryAcquireError::Closed) => {
-                    return Poll::Ready(Err(io::Error::other("the memory budget is closed")));
-                }
-                Err(TryAcquireError::NoPermits) => {}
+            Ok(None) | Err(_) => {
+                self.uploads.starved.store(true, Ordering::Relaxed);
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "no room in the memory budget for this upload",
+                )))
             }
-            if freed.as_mut().poll(cx).is_ready() {
-                self.freed = None;
-                continue;
-            }
-            let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(WAIT)));
-            if deadline.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            (self.freed, self.deadline) = (None, None);
-            self.uploads.starved.store(true, Ordering::Relaxed);
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::OutOfMemory,
-                "no room in the memory budget for this upload",
-            )));
         }
     }
 

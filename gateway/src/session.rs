@@ -14,6 +14,7 @@
 //! slow upload or download is not taken for a dead peer.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use img3d_protocol::{ClientOptions, FailureCode, JobOptions, OptionError, Server
 use img3d_queue::{JobEvent, JobHandle, NewJob};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{CloseFrame, Frame};
@@ -75,6 +77,30 @@ enum End {
     Starved,
 }
 
+/// Why the read side stopped for good (it is not read again).
+#[derive(Clone, Copy)]
+enum Unreadable {
+    /// A frame over the transport limit.
+    TooBig,
+    /// An upload with no room in the memory budget.
+    Starved,
+}
+
+impl Unreadable {
+    /// The close frame's code and reason, and why the connection ended.
+    fn close(self) -> (u16, &'static str, End) {
+        match self {
+            Unreadable::TooBig => (CLOSE_TOO_BIG, "message too big", End::TooBig),
+            Unreadable::Starved => (CLOSE_TRY_LATER, "server short of memory", End::Starved),
+        }
+    }
+}
+
+/// The `busy` of work that found no room in the memory budget.
+fn short_of_memory() -> ClientError {
+    ClientError::Busy("the server is short of memory right now; retry in a few seconds".into())
+}
+
 /// What the client sent.
 enum Incoming {
     Image(Bytes),
@@ -115,9 +141,8 @@ struct Session {
     ping_sent: Option<u64>,
     /// What arrived during the running job, in order.
     backlog: VecDeque<Waiting>,
-    /// The read side failed for good (a frame over the limit, no room for an upload): answer
-    /// the backlog, then close with this code and reason.
-    unreadable: Option<(u16, &'static str)>,
+    /// The read side failed for good: answer the backlog, then close.
+    unreadable: Option<Unreadable>,
     /// What the client uploaded and this session has not yet received.
     uploads: Arc<Uploads>,
 }
@@ -191,9 +216,10 @@ impl Session {
                     Waiting::Refused(e) => self.refuse(e).await?,
                 }
             }
-            if let Some((code, reason)) = self.unreadable {
+            if let Some(unreadable) = self.unreadable {
+                let (code, reason, end) = unreadable.close();
                 self.close(code, reason).await;
-                return Err(if code == CLOSE_TOO_BIG { End::TooBig } else { End::Starved });
+                return Err(end);
             }
             if let Some(image) = self.wait_for_image().await? {
                 return Ok(image);
@@ -402,9 +428,7 @@ impl Session {
                     room = self.gw.budget.reserve(len as u64, wait) => room,
                 };
                 let Ok(_room) = room else {
-                    let e = ClientError::Busy(
-                        "the server is short of memory right now; retry in a few seconds".into(),
-                    );
+                    let e = short_of_memory();
                     tracing::warn!(part = %part.name, bytes = len, "no room in the memory budget to send a part");
                     self.send(&e.to_message()).await?;
                     metrics.job_ended(Some(e.code()), received.elapsed().as_secs_f64());
@@ -477,21 +501,24 @@ impl Session {
     fn too_big(&mut self, size: u64) {
         let e = ClientError::TooLarge { size, limit: self.gw.config.max_image_size };
         tracing::info!(reason = %e, "frame over the transport limit; closing after the answer");
-        self.unreadable = Some((CLOSE_TOO_BIG, "message too big"));
-        self.activity.linger_on_close();
-        // Past any bound on the backlog: this is the last message the connection reads.
-        self.backlog.push_back(Waiting::Refused(e));
+        self.stop_reading(Unreadable::TooBig, e);
     }
 
     /// An upload that found no room in the memory budget within its wait: the read side stops
     /// there, so its `busy` joins the backlog (after the running job, if any) and the
     /// connection closes (1013, try again later) once the backlog is answered.
     fn starved(&mut self) {
-        let e = ClientError::Busy("the server is short of memory right now; retry in a few seconds".into());
         tracing::warn!("no room in the memory budget for an upload; closing after the answer");
-        self.unreadable = Some((CLOSE_TRY_LATER, "server short of memory"));
+        self.stop_reading(Unreadable::Starved, short_of_memory());
+    }
+
+    /// The read side stopped for good: `answer` joins the backlog, past any bound on it (it is
+    /// the last message the connection reads), and the close lingers, so the client, maybe
+    /// still sending, reads the answer instead of a reset.
+    fn stop_reading(&mut self, why: Unreadable, answer: ClientError) {
+        self.unreadable = Some(why);
         self.activity.linger_on_close();
-        self.backlog.push_back(Waiting::Refused(e));
+        self.backlog.push_back(Waiting::Refused(answer));
     }
 
     /// Pings the client, or ends the connection when a ping went unanswered for the ping
@@ -522,25 +549,15 @@ impl Session {
     /// Sends one message of `len` bytes within its send limit, giving up when the drain
     /// deadline passes.
     async fn send_message(&mut self, msg: Message, len: usize) -> Result<(), End> {
-        let limit = self.gw.config.send_limit(len);
-        let force = self.gw.shutdown.force().clone();
-        tokio::select! {
-            biased;
-            _ = force.cancelled() => Err(End::Draining),
-            sent = tokio::time::timeout(limit, self.ws.send(msg)) => match sent {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(End::Broken(e.to_string())),
-                Err(_) => Err(End::SendTimeout(limit)),
-            },
-        }
+        let (limit, force) = (self.gw.config.send_limit(len), self.gw.shutdown.force().clone());
+        bounded(&force, limit, self.ws.send(msg)).await
     }
 
     /// Sends a part as one binary message in fragments of [`FRAGMENT`] bytes, each a slice of
     /// the shared part (no copy), so the connection's write buffer never holds more than one
     /// fragment. The whole part gets its send limit, as one message would.
     async fn send_part(&mut self, part: Bytes) -> Result<(), End> {
-        let limit = self.gw.config.send_limit(part.len());
-        let force = self.gw.shutdown.force().clone();
+        let (limit, force) = (self.gw.config.send_limit(part.len()), self.gw.shutdown.force().clone());
         let ws = &mut self.ws;
         let fragments = async move {
             let count = part.len().div_ceil(FRAGMENT).max(1);
@@ -549,17 +566,9 @@ impl Session {
                 let opcode = if i == 0 { Data::Binary } else { Data::Continue };
                 ws.send(Message::Frame(Frame::message(chunk, OpCode::Data(opcode), i + 1 == count))).await?;
             }
-            Ok::<_, tungstenite::Error>(())
+            Ok(())
         };
-        tokio::select! {
-            biased;
-            _ = force.cancelled() => Err(End::Draining),
-            sent = tokio::time::timeout(limit, fragments) => match sent {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(End::Broken(e.to_string())),
-                Err(_) => Err(End::SendTimeout(limit)),
-            },
-        }
+        bounded(&force, limit, fragments).await
     }
 
     /// Best effort, within [`LAST_WORDS`]: for a connection that is ending anyway. Whether it
@@ -582,6 +591,23 @@ impl Session {
     }
 }
 
+/// Runs a send within `limit`, giving up when `force` (the drain deadline) fires.
+async fn bounded(
+    force: &CancellationToken,
+    limit: Duration,
+    send: impl Future<Output = Result<(), tungstenite::Error>>,
+) -> Result<(), End> {
+    tokio::select! {
+        biased;
+        _ = force.cancelled() => Err(End::Draining),
+        sent = tokio::time::timeout(limit, send) => match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(End::Broken(e.to_string())),
+            Err(_) => Err(End::SendTimeout(limit)),
+        },
+    }
+}
+
 /// Admission and validation: only a [`ValidImage`] leaves here.
 async fn admit(gw: &Gateway, image: Bytes) -> Result<ValidImage, ClientError> {
     if gw.shutdown.is_draining() {
@@ -600,9 +626,7 @@ async fn admit(gw: &Gateway, image: Bytes) -> Result<ValidImage, ClientError> {
         NoRoom::Never => {
             ClientError::DecodesTooLarge { bytes: header.decoded_bytes, limit: gw.budget.total() }
         }
-        NoRoom::Busy => {
-            ClientError::Busy("the server is short of memory right now; retry in a few seconds".into())
-        }
+        NoRoom::Busy => short_of_memory(),
     })?;
     let _permit = gw.decoders.acquire().await.map_err(|_| ClientError::Internal)?;
     let result = tokio::task::spawn_blocking(move || validate(image, limits)).await.unwrap_or_else(|e| {

@@ -211,21 +211,17 @@ fn main() {
     let mut results = serde_json::Map::new();
     let mut views = None;
     for &stage in &args.stages {
-        let (ms, sampler_s) = {
-            let stages = mv.stages();
-            let (models, frames, ddim) = match stage {
-                1 => (&stages.stage1.models, &cfg.stage1.frames, &stages.stage1.ddim),
-                2 => (&stages.stage2.models, &cfg.stage2.frames, &stages.stage2.ddim),
-                _ => panic!("--stages: 1 or 2"),
-            };
-            let batch = 2 * frames.num_frames();
-            let timed = |ms: f64| {
-                println!("stage {stage}: {ms:.1} ms per guided UNet call (batch {batch}, mean of {calls})");
-            };
-            time_unet(models, frames, ddim, &cfg, stage, args.warmup, calls, device, timed)
+        let stages = mv.stages();
+        let (models, frames, ddim) = match stage {
+            1 => (&stages.stage1.models, &cfg.stage1.frames, &stages.stage1.ddim),
+            2 => (&stages.stage2.models, &cfg.stage2.frames, &stages.stage2.ddim),
+            _ => panic!("--stages: 1 or 2"),
         };
-        let frames = if stage == 1 { &cfg.stage1.frames } else { &cfg.stage2.frames };
         let batch = 2 * frames.num_frames();
+        let timed = |ms: f64| {
+            println!("stage {stage}: {ms:.1} ms per guided UNet call (batch {batch}, mean of {calls})");
+        };
+        let (ms, sampler_s) = time_unet(models, frames, ddim, &cfg, stage, args.warmup, calls, device, timed);
         println!(
             "stage {stage}: {sampler_s:.3} s for the DDIM loop alone ({steps} steps, CFG; no CLIP, no VAE)"
         );

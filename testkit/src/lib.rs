@@ -5,11 +5,15 @@
 //! - [`file_server`]: a small HTTP/1.1 file server on loopback, plain or over TLS, with `Range`,
 //!   redirects, a published SHA-256 and connections cut mid-body, for download tests;
 //! - [`redis_server::RedisServer`]: a private `redis-server` on a free port, for tests that
-//!   kill, restart or reconfigure Redis.
+//!   kill, restart or reconfigure Redis;
+//! - [`images::bomb_png`], a decompression bomb, and [`process::status_bytes`], another
+//!   process's memory from `/proc`.
 //!
 //! Helpers panic on failure: they run inside tests, where a panic is the failure report.
 
 pub mod file_server;
+pub mod images;
+pub mod process;
 pub mod redis_server;
 pub mod tls;
 

@@ -185,25 +185,6 @@ async fn small_jobs_per_s(build: &Build, key: Option<&str>, keys_file: &str) -> 
     measure_with_key(server.addr, SMALL_JOBS, CONNECTIONS, key).await.jobs_per_s
 }
 
-/// A decompression bomb within the default pixel limit: an 8000x8000 16-bit RGBA PNG of zeros
-/// (about 0.5 MB of file, 488 MiB decoded), written row by row.
-fn bomb_png() -> Vec<u8> {
-    let (w, h) = (8000u32, 8000u32);
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, w, h);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; w as usize * 8];
-    for _ in 0..h {
-        stream.write_all(&row).unwrap();
-    }
-    stream.finish().unwrap();
-    drop(writer);
-    out
-}
-
 /// Sends `image` and reads the job to its end: `completed`, or `failed:CODE`, or how the
 /// connection ended.
 async fn outcome(addr: SocketAddr, image: Arc<Vec<u8>>) -> String {
@@ -370,7 +351,7 @@ fn main() {
     let mut keys_file = tempfile::NamedTempFile::new().unwrap();
     writeln!(keys_file, "bench-key-1").unwrap();
     let keys_path = keys_file.path().to_str().unwrap().to_owned();
-    let bomb = Arc::new(bomb_png());
+    let bomb = Arc::new(img3d_testkit::images::bomb_png());
     let double_cpu = double_cpu_ms_per_job(20);
     let mut figures: Vec<Figures> = builds.iter().map(|_| Figures::default()).collect();
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -318,26 +318,7 @@ pub fn gateway_gained(gateways: &[Proc], before: &[f64]) -> Option<usize> {
 /// and holds it: (the HTTP status, the stream). Through nginx, an open one counts for its
 /// gateway in `least_conn` until the stream is dropped.
 pub fn ws_handshake(addr: SocketAddr) -> (u16, TcpStream) {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        stream,
-        "GET /generate3d HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .unwrap();
-    // Read the response head byte by byte, so nothing after it is consumed.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
-    let head = String::from_utf8_lossy(&head);
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, stream)
+    raw_ws::upgrade_request(addr, "/generate3d", &[])
 }
 
 /// Each gateway's `img3d_connected_clients` now.

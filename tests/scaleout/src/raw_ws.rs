@@ -36,6 +36,14 @@ pub fn handshake(
     path_and_query: &str,
     headers: &[(&str, &str)],
 ) -> (u16, Option<WebSocket<TcpStream>>) {
+    let (status, stream) = upgrade_request(addr, path_and_query, headers);
+    let ws = (status == 101).then(|| WebSocket::from_raw_socket(stream, Role::Client, Some(config())));
+    (status, ws)
+}
+
+/// Sends the upgrade request of [`handshake`] and reads the response head byte by byte, so
+/// nothing after it is consumed: the HTTP status and the stream.
+pub fn upgrade_request(addr: SocketAddr, path_and_query: &str, headers: &[(&str, &str)]) -> (u16, TcpStream) {
     let mut stream = tcp(addr);
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     write!(
@@ -44,7 +52,6 @@ pub fn handshake(
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
     .unwrap();
-    // The response head byte by byte, so nothing after it is consumed.
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -55,8 +62,7 @@ pub fn handshake(
     }
     let head = String::from_utf8_lossy(&head);
     let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let ws = (status == 101).then(|| WebSocket::from_raw_socket(stream, Role::Client, Some(config())));
-    (status, ws)
+    (status, stream)
 }
 
 /// The next text or binary message or close (pings are answered by the library), or how the

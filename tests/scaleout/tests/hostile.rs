@@ -183,31 +183,9 @@ async fn an_oversized_frame_gets_failed_too_large_then_the_close() {
     assert_eq!(close, 1009);
 }
 
-/// A decompression bomb within the pixel limit: an 8000x8000 16-bit RGBA PNG of zeros, about
-/// 0.5 MB of file that decodes to 488 MiB. Written row by row (the test never holds the
-/// bitmap).
-fn bomb_png() -> Vec<u8> {
-    let (w, h) = (8000u32, 8000u32);
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, w, h);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; w as usize * 8];
-    for _ in 0..h {
-        stream.write_all(&row).unwrap();
-    }
-    stream.finish().unwrap();
-    drop(writer);
-    out
-}
-
 /// Peak resident memory of process `pid` (VmHWM), bytes.
 fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    img3d_testkit::process::status_bytes(pid, "VmHWM")
 }
 
 /// Eight clients send a 488 MiB decode bomb at once to a gateway process (Redis mode) with a
@@ -218,7 +196,7 @@ async fn decode_bombs_in_parallel_stay_within_the_memory_budget() {
     let (redis, prefix) = (img3d_scaleout_tests::shared_redis(), img3d_scaleout_tests::unique_prefix());
     let _worker = img3d_scaleout_tests::worker(&redis, &prefix, 0, &[]);
     let gateway = img3d_scaleout_tests::gateway(&redis, &prefix, &["--memory-budget", "600MiB"]);
-    let bomb = bomb_png();
+    let bomb = img3d_testkit::images::bomb_png();
     assert!(bomb.len() < 2 << 20, "{} bytes", bomb.len());
     let addr = gateway.addr;
     let clients: Vec<_> = (0..8)

@@ -9,9 +9,7 @@ use img3d_scaleout_tests::{colour, eventually, solid_png, standalone_with};
 
 /// Resident memory of process `pid` (VmRSS), bytes.
 fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/PID/status");
-    line.split_whitespace().nth(1).and_then(|kib| kib.parse::<u64>().ok()).expect("VmRSS in kB") << 10
+    img3d_testkit::process::status_bytes(pid, "VmRSS")
 }
 
 /// Fifty clients each receive a 20 MB part and stay connected: the server's resident memory

@@ -198,19 +198,17 @@ impl Proc {
     }
 
     fn status_kib(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+        img3d_testkit::process::status_bytes(self.child.id(), field) >> 10
     }
 
     /// Resident memory, KiB.
     pub fn rss_kib(&self) -> u64 {
-        self.status_kib("VmRSS:")
+        self.status_kib("VmRSS")
     }
 
     /// Peak resident memory since the process started (VmHWM), KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        self.status_kib("VmHWM:")
+        self.status_kib("VmHWM")
     }
 
     /// CPU time the process has used, all threads, user plus system, in milliseconds.
