@@ -54,12 +54,34 @@ pub enum Preset {
 }
 
 impl Preset {
-    /// Its name in `config.json` and in logs.
+    /// Every preset, in the order command lines list them.
+    pub const ALL: [Preset; 2] = [Preset::Crm, Preset::Tiny];
+
+    /// Its name in `config.json`, on command lines and in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Preset::Crm => "crm",
             Preset::Tiny => "tiny",
         }
+    }
+
+    /// The bundle configuration this build defines for it.
+    pub fn config(self) -> BundleConfig {
+        match self {
+            Preset::Crm => BundleConfig::crm(),
+            Preset::Tiny => BundleConfig::tiny(),
+        }
+    }
+}
+
+impl std::str::FromStr for Preset {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        Preset::ALL.into_iter().find(|p| p.as_str() == name).ok_or_else(|| {
+            let names: Vec<_> = Preset::ALL.iter().map(|p| p.as_str()).collect();
+            format!("unknown preset {name:?} (one of: {})", names.join(", "))
+        })
     }
 }
 
@@ -142,3 +164,19 @@ impl BundleConfig {
 
 /// DDIM steps of the tiny bundle.
 pub const TINY_STEPS: u32 = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Command lines name presets as `config.json` does; an unknown name lists the known ones.
+    #[test]
+    fn presets_parse_by_name() {
+        for preset in Preset::ALL {
+            assert_eq!(preset.as_str().parse::<Preset>(), Ok(preset));
+            assert_eq!(serde_json::to_string(&preset).unwrap(), format!("\"{}\"", preset.as_str()));
+        }
+        assert_eq!("huge".parse::<Preset>(), Err("unknown preset \"huge\" (one of: crm, tiny)".to_owned()));
+        assert_eq!(Preset::Tiny.config(), BundleConfig::tiny());
+    }
+}

@@ -21,6 +21,8 @@ pub mod config;
 pub mod device;
 pub mod diffusion;
 pub mod error;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod mesh;
 pub mod params;
 pub mod pipeline;

@@ -10,8 +10,6 @@
 //! The converter runs with the project's torch venv (`$IMG3D_TORCH_VENV`, as `scripts/setup`
 //! creates it).
 
-#[path = "common/checkpoints.rs"]
-mod checkpoints;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -19,6 +17,7 @@ use std::process::{Command, Output};
 
 use img3d_pipeline::bundle::{self, Bundle, U2NET};
 use img3d_pipeline::config::U2netConfig;
+use img3d_pipeline::fixtures as checkpoints;
 use img3d_pipeline::u2net::U2net;
 use img3d_pipeline::{preprocess, BundleConfig, Pipeline};
 

@@ -47,6 +47,9 @@ pub enum QueueError {
     /// The Redis URL does not parse.
     #[error("bad Redis URL: {0}")]
     BadUrl(#[source] deadpool_redis::redis::RedisError),
+    /// The key prefix cannot be used (it holds a Redis Cluster hash tag, `{` or `}`).
+    #[error("bad Redis key prefix {0:?}: it must not contain '{{' or '}}' (each job's keys carry their own hash tag)")]
+    BadPrefix(String),
     /// No pooled Redis connection could be had (pool exhausted, connect timeout).
     #[error("Redis connection: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
@@ -67,6 +70,7 @@ impl QueueError {
             | QueueError::Backend(_)
             | QueueError::Redis(_)
             | QueueError::BadUrl(_)
+            | QueueError::BadPrefix(_)
             | QueueError::Pool(_) => FailureCode::Unavailable,
             QueueError::LeaseLost(_) => FailureCode::Internal,
         }
@@ -80,6 +84,7 @@ impl QueueError {
             | QueueError::Backend(_)
             | QueueError::Redis(_)
             | QueueError::BadUrl(_)
+            | QueueError::BadPrefix(_)
             | QueueError::Pool(_) => "the job queue failed while storing a result; retry",
             QueueError::LeaseLost(_) => "internal error: the job was taken back from its worker; retry",
         }

@@ -115,7 +115,7 @@ async fn expired_while_queued_is_a_timeout() {
     let worker = RedisWorkQueue::connect(cfg.clone()).await.unwrap();
     assert!(worker.next(Duration::from_millis(300)).await.unwrap().is_none(), "an expired job ran");
     // The gateway forwards the stored outcome, then releases the job's keys.
-    let hash = format!("{}:job:{}", cfg.prefix, handle.id());
+    let hash = img3d_queue::redis::Keys::new(&cfg.prefix).job(handle.id());
     let mut conn = admin(&cfg).await;
     bounded("the gateway to release the job", async {
         while conn.exists::<_, bool>(&hash).await.unwrap() {

@@ -90,27 +90,15 @@ impl ModelSourceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BundleConfigArgs {
     /// `crm` (the official architecture) or `tiny` (random-weight test width).
-    #[arg(value_enum)]
-    pub preset: Preset,
+    #[arg(value_parser = preset_parser())]
+    pub preset: img3d_pipeline::Preset,
 }
 
-/// A model bundle preset this build defines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Preset {
-    /// The official CRM architecture ([`img3d_pipeline::BundleConfig::crm`]).
-    Crm,
-    /// The random-weight test width ([`img3d_pipeline::BundleConfig::tiny`]).
-    Tiny,
-}
-
-impl Preset {
-    /// The bundle configuration of this preset.
-    pub fn config(self) -> img3d_pipeline::BundleConfig {
-        match self {
-            Preset::Crm => img3d_pipeline::BundleConfig::crm(),
-            Preset::Tiny => img3d_pipeline::BundleConfig::tiny(),
-        }
-    }
+/// The pipeline's own presets as clap values (listed in `--help`, checked on parse).
+fn preset_parser() -> impl clap::builder::TypedValueParser<Value = img3d_pipeline::Preset> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(img3d_pipeline::Preset::ALL.map(img3d_pipeline::Preset::as_str))
+        .try_map(|name| name.parse::<img3d_pipeline::Preset>())
 }
 
 /// Which model on which device.

@@ -6,9 +6,6 @@
 //! Two preparations at once: one downloads and converts, the other waits on the cache lock and
 //! then finds the bundle ready.
 
-#[path = "../../pipeline/tests/common/checkpoints.rs"]
-mod checkpoints;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
@@ -16,6 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 
+use img3d_pipeline::fixtures as checkpoints;
 use img3d_pipeline::DeviceSpec;
 use img3d_testkit::file_server::{self, Reply};
 use img3d_worker::converter::Converter;

@@ -86,7 +86,7 @@ async fn pipeline_ignoring_cancellation_trips_the_watchdog() {
     let mut conn =
         redis::Client::open(cfg.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let (state, attempt): (Option<String>, Option<u32>) = redis::cmd("HMGET")
-        .arg(format!("{}:job:{id}", cfg.prefix))
+        .arg(img3d_queue::redis::Keys::new(&cfg.prefix).job(id))
         .arg(&["state", "attempt"])
         .query_async(&mut conn)
         .await

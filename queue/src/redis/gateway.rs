@@ -91,6 +91,7 @@ impl RedisJobQueue {
             .key(keys.job(id))
             .key(keys.image(id))
             .key(keys.client_alive(id))
+            .key(keys.gateway_alive(&self.gateway_id))
             .arg(id.to_string())
             .arg(cfg.max_queue_len)
             .arg(ms(job.timeout))
@@ -98,7 +99,6 @@ impl RedisJobQueue {
             .arg(ms(cfg.client_ttl))
             .arg(ms(GRACE))
             .arg(ms(IDLE_TTL))
-            .arg(self.shared.keys.gateway_alive(&self.gateway_id))
             .arg(serde_json::to_string(&job.options).expect("options serialise"))
             .invoke_async(&mut conn)
             .await

@@ -135,6 +135,9 @@ impl Shared {
         // rustls needs a process-wide crypto provider for `rediss://`; another part of the
         // process may have installed one already, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        if cfg.prefix.contains(['{', '}']) {
+            return Err(QueueError::BadPrefix(cfg.prefix));
+        }
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.command_timeout))
             .set_connection_timeout(Some(cfg.connect_timeout));

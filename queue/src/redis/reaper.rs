@@ -1,8 +1,9 @@
 //! The reaper: gives the jobs of dead workers back to the queue.
 //!
-//! Every gateway and worker process runs one. Each dead worker is reaped by one atomic script
-//! that re-checks the heartbeat first, so concurrent reapers never double a job: the first
-//! moves the jobs, the others find an empty list.
+//! Every gateway and worker process runs one. Each job of a dead worker is given back by one
+//! atomic script that re-checks the heartbeat and takes the id out of the worker's list first,
+//! so concurrent reapers never double a job: the first moves it, the others find it gone. The
+//! worker leaves the workers set only once its list is empty.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts::SCRIPTS;
 use super::{backend, Shared};
-use crate::QueueError;
+use crate::{JobId, QueueError};
 
 /// What one reaper pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,27 +42,53 @@ pub(crate) async fn reap_once(shared: &Shared) -> Result<ReapReport, QueueError>
     let alive: Vec<bool> = pipe.query_async(&mut conn).await.map_err(backend)?;
     let mut report = ReapReport::default();
     for (worker, _) in workers.iter().zip(alive).filter(|(_, alive)| !alive) {
-        let counts: Vec<i64> = SCRIPTS
-            .reap
+        let (alive_key, inflight) = (keys.worker_alive(worker), keys.inflight(worker));
+        // Newest first: each one goes to the front, so the oldest ends up next in line.
+        let ids: Vec<String> = conn.lrange(&inflight, 0, -1).await.map_err(backend)?;
+        let (mut requeued, mut failed, mut dropped) = (0, 0, 0);
+        for raw in ids {
+            let Ok(uuid) = raw.parse() else {
+                tracing::error!(id = raw, "dropping a malformed job id from a dead worker's list");
+                let _: i64 = conn.lrem(&inflight, 0, &raw).await.map_err(backend)?;
+                continue;
+            };
+            let id = JobId(uuid);
+            let outcome: String = SCRIPTS
+                .reap
+                .key(&alive_key)
+                .key(&inflight)
+                .key(keys.pending())
+                .key(keys.job(id))
+                .key(keys.client_alive(id))
+                .arg(&raw)
+                .arg(shared.cfg.max_attempts)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(backend)?;
+            match outcome.as_str() {
+                "requeued" => requeued += 1,
+                "failed" => failed += 1,
+                "dropped" => dropped += 1,
+                "alive" => break, // it came back: its jobs are its own again
+                _ => {}           // 'gone': another reaper got to it
+            }
+        }
+        report.requeued += requeued;
+        report.failed += failed;
+        report.dropped += dropped;
+        if requeued + failed > 0 {
+            tracing::warn!(worker, requeued, failed, dropped, "reaped a dead worker's jobs");
+        }
+        let forgotten: i64 = SCRIPTS
+            .forget_worker
             .key(keys.workers())
-            .key(keys.worker_alive(worker))
-            .key(keys.inflight(worker))
-            .key(keys.pending())
+            .key(&alive_key)
+            .key(&inflight)
             .arg(worker)
-            .arg(shared.cfg.max_attempts)
-            .arg(keys.job_prefix())
             .invoke_async(&mut conn)
             .await
             .map_err(backend)?;
-        if let [requeued, failed, dropped] = counts[..] {
-            report.dead_workers += 1;
-            report.requeued += requeued as u64;
-            report.failed += failed as u64;
-            report.dropped += dropped as u64;
-            if requeued + failed > 0 {
-                tracing::warn!(worker, requeued, failed, dropped, "reaped a dead worker's jobs");
-            }
-        }
+        report.dead_workers += forgotten as u64;
     }
     Ok(report)
 }

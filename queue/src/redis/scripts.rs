@@ -2,7 +2,8 @@
 //!
 //! Every state change that must be atomic across gateways, workers and reapers is one script:
 //! the bounded push, a claim, each fenced publish, ending or returning a lease, releasing a
-//! job, reaping a dead worker. `redis::Script` sends `EVALSHA` and loads the script on
+//! job, reaping a dead worker's jobs. Every key a script touches is in its `KEYS` (see
+//! [`super::keys`]); a script that must act on the ids in a list acts on one id per call. `redis::Script` sends `EVALSHA` and loads the script on
 //! `NOSCRIPT`, so a restarted Redis (empty script cache) needs nothing special.
 //!
 //! `give_back.lua` is a Lua function, not a script: the scripts that return jobs a worker no
@@ -23,6 +24,7 @@ pub(crate) struct Scripts {
     pub requeue: Script,
     pub release: Script,
     pub reap: Script,
+    pub forget_worker: Script,
     pub audit: Script,
 }
 
@@ -36,4 +38,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     release: Script::new(include_str!("lua/release.lua")),
     reap: Script::new(concat!(include_str!("lua/give_back.lua"), include_str!("lua/reap.lua"))),
     audit: Script::new(concat!(include_str!("lua/give_back.lua"), include_str!("lua/audit.lua"))),
+    forget_worker: Script::new(include_str!("lua/forget_worker.lua")),
 });

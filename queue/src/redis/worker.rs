@@ -180,12 +180,19 @@ pub(crate) async fn audit(inner: &WorkerInner) -> Result<(), QueueError> {
     let mut conn = inner.shared.conn().await?;
     let ids: Vec<String> = conn.lrange(&inner.inflight, 0, -1).await.map_err(backend)?;
     for raw in ids {
+        let Ok(uuid) = raw.parse() else {
+            tracing::error!(id = raw, "dropping a malformed job id from the in-flight list");
+            let _: i64 = conn.lrem(&inner.inflight, 0, &raw).await.map_err(backend)?;
+            continue;
+        };
+        let id = JobId(uuid);
         let attempt = inner.held.lock().unwrap().get(&raw).map(u32::to_string).unwrap_or_default();
         let outcome: String = SCRIPTS
             .audit
             .key(&inner.inflight)
             .key(keys.pending())
-            .key(format!("{}{raw}", keys.job_prefix()))
+            .key(keys.job(id))
+            .key(keys.client_alive(id))
             .arg(&raw)
             .arg(&inner.worker_id)
             .arg(attempt)
@@ -233,17 +240,16 @@ async fn claim(inner: &Arc<WorkerInner>, raw_id: &str) -> Result<Option<RedisLea
         return Ok(None);
     };
     let id = JobId(uuid);
-    let reply: Vec<String> = SCRIPTS
-        .claim
-        .key(keys.job(id))
-        .key(&inner.inflight)
-        .key(keys.client_alive(id))
-        .key(keys.image(id))
-        .arg(raw_id)
-        .arg(&inner.worker_id)
-        .invoke_async(&mut conn)
-        .await
-        .map_err(backend)?;
+    // The one key claim.lua cannot be told in advance: the job's gateway heartbeat, named in
+    // its hash at submit and never changed, so reading it first is safe.
+    let gateway_alive: Option<String> = conn.hget(keys.job(id), "gateway_alive").await.map_err(backend)?;
+    let mut claim = SCRIPTS.claim.key(keys.job(id));
+    claim.key(&inner.inflight).key(keys.client_alive(id)).key(keys.image(id));
+    if let Some(gateway_alive) = &gateway_alive {
+        claim.key(gateway_alive);
+    }
+    let reply: Vec<String> =
+        claim.arg(raw_id).arg(&inner.worker_id).invoke_async(&mut conn).await.map_err(backend)?;
     let (local_now, wall_now) = (Instant::now(), SystemTime::now()); // as close to TIME as we get
     match reply.first().map(String::as_str) {
         Some("ok") if reply.len() == 8 => {}

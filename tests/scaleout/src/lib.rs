@@ -8,9 +8,9 @@
 //! target before testing).
 //!
 //! The topology tests put Debian's nginx running `deploy/nginx.conf` in front ([`nginx`]) and
-//! time every job with the load-test example's own records and checks ([`job`], [`stats`],
-//! [`procs`]: the files of `client/examples/loadtest`, compiled here too, so the example and the
-//! tests judge a job by the same rules).
+//! time every job with the load-test tool's own records and checks ([`job`], [`stats`],
+//! [`procs`]: the `img3d-loadtest` library, so the tool and the tests judge a job by the same
+//! rules).
 
 pub use img3d_testkit::redis_server;
 
@@ -18,12 +18,7 @@ pub mod nginx;
 pub mod raw_ws;
 pub mod sentinel;
 
-#[path = "../../../client/examples/loadtest/job.rs"]
-pub mod job;
-#[path = "../../../client/examples/loadtest/procs.rs"]
-pub mod procs;
-#[path = "../../../client/examples/loadtest/stats.rs"]
-pub mod stats;
+pub use img3d_loadtest::{job, procs, stats};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Cursor, Read, Write};

@@ -4,7 +4,7 @@
 //! memory per process (README "Deploying" has the numbers); fails unless every job completes,
 //! correct, in FIFO order, none timing out, with the gateways' memory bounded.
 //!
-//! Jobs are driven and judged by the load-test example's own code (`client/examples/loadtest`:
+//! Jobs are driven and judged by the load-test tool's own code (`img3d-loadtest`, tools/loadtest:
 //! each job's image names it, the double copies it into `pixel_images.png`, so a client
 //! getting another job's result is caught; parts once each in protocol order).
 

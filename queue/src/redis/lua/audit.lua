@@ -4,9 +4,10 @@
 -- lost, of a failed put-back, of an ending that never landed are requeued or failed instead of
 -- waiting for their deadline.
 --
--- KEYS[1] worker's in-flight    P:worker:{w}:inflight
+-- KEYS[1] worker's in-flight    P:worker:<w>:inflight
 -- KEYS[2] pending list          P:pending
 -- KEYS[3] job hash              P:job:{id}
+-- KEYS[4] client-alive key      P:job:{id}:alive
 -- ARGV[1] job id
 -- ARGV[2] worker id
 -- ARGV[3] attempt of the worker's live lease on the job, '' when it holds none (the fence:
@@ -24,4 +25,4 @@ end
 if st[1] == 'running' and st[2] ~= ARGV[2] then
   return 'dropped' -- another worker runs it now: not ours to give back
 end
-return give_back(ARGV[1], KEYS[3], KEYS[2], ARGV[4])
+return give_back(ARGV[1], KEYS[3], KEYS[4], KEYS[2], ARGV[4])

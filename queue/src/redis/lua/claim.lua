@@ -2,14 +2,14 @@
 -- nobody waits for it any more; then the job is dropped from the list and skipped.
 --
 -- KEYS[1] job hash              P:job:{id}
--- KEYS[2] worker's in-flight    P:worker:{w}:inflight
+-- KEYS[2] worker's in-flight    P:worker:<w>:inflight
 -- KEYS[3] client-alive key      P:job:{id}:alive
 -- KEYS[4] image key             P:job:{id}:image
+-- KEYS[5] its gateway's heartbeat key, P:gateway:<g>:alive, as the caller read it from the
+--         hash's field gateway_alive (set once by submit.lua, never changed); absent when the
+--         hash has none. The job is abandoned when that key or its own client-alive key is gone.
 -- ARGV[1] job id
 -- ARGV[2] worker id
--- The job hash's field gateway_alive names its gateway's heartbeat key (P:gateway:{g}:alive,
--- not in KEYS: only the hash knows it); the job is abandoned when that key or the job's own
--- client-alive key is gone.
 -- Returns {'ok', attempt, submitted_ms, deadline_ms, now_ms, channel, gateway heartbeat key,
 --         options JSON}
 --      or {'skip', reason}  (the job was dropped from the in-flight list)
@@ -27,7 +27,8 @@ if not st[1] then
   skip = 'missing'
 elseif st[1] ~= 'queued' then
   skip = st[1]
-elseif redis.call('EXISTS', KEYS[3]) == 0 or not st[6] or redis.call('EXISTS', st[6]) == 0 then
+elseif redis.call('EXISTS', KEYS[3]) == 0 or not KEYS[5] or st[6] ~= KEYS[5]
+    or redis.call('EXISTS', KEYS[5]) == 0 then
   skip = 'abandoned'
 elseif tonumber(st[4]) <= now then
   skip = 'expired'

@@ -1,7 +1,7 @@
 -- finish.lua: a worker ends its lease with `completed` or `failed`, fenced by the lease.
 --
 -- KEYS[1] job hash              P:job:{id}
--- KEYS[2] worker's in-flight    P:worker:{w}:inflight
+-- KEYS[2] worker's in-flight    P:worker:<w>:inflight
 -- KEYS[3] image key             P:job:{id}:image
 -- ARGV[1] job id
 -- ARGV[2] worker id

@@ -1,17 +1,18 @@
 -- give_back.lua: not a script of its own; a function prepended to the scripts that return jobs
 -- a worker no longer holds (reap.lua: a dead worker's; audit.lua: a live worker's strays).
--- The caller has already taken `id` out of the worker's in-flight list.
+-- The caller has already taken `id` out of the worker's in-flight list; `job` and `alive` are
+-- the job's hash and client-alive keys, both from the caller's KEYS.
 --
 -- A job that finished, was cancelled or released is dropped; one whose client left is
 -- cancelled; one moved but never claimed goes back to the front unchanged (it never ran); one
 -- that ran goes back with attempt + 1, or is failed for good (and its gateway told) once it
 -- ran `max_attempts` times. Returns 'requeued', 'failed' or 'dropped'.
-local function give_back(id, job, pending, max_attempts)
+local function give_back(id, job, alive, pending, max_attempts)
   local st = redis.call('HMGET', job, 'state', 'attempt', 'channel')
   if st[1] ~= 'running' and st[1] ~= 'queued' then
     return 'dropped' -- finished, cancelled, expired or released: nothing to give back
   end
-  if redis.call('EXISTS', job .. ':alive') == 0 then
+  if redis.call('EXISTS', alive) == 0 then
     redis.call('HSET', job, 'state', 'cancelled')
     return 'dropped'
   end

@@ -3,8 +3,8 @@
 -- place (O(1): large payloads never pass through Lua) and sends a small notice.
 --
 -- KEYS[1] job hash              P:job:{id}
--- KEYS[2] staging key           P:job:{id}:part:{seq}:a{attempt}
--- KEYS[3] part key              P:job:{id}:part:{seq}
+-- KEYS[2] staging key           P:job:{id}:part:<seq>:a<attempt>
+-- KEYS[3] part key              P:job:{id}:part:<seq>
 -- ARGV[1] job id
 -- ARGV[2] worker id             } the lease: both must still match the job's hash,
 -- ARGV[3] attempt               } so a worker presumed dead cannot publish

@@ -7,7 +7,7 @@
 -- KEYS[2] job hash              P:job:{id}
 -- KEYS[3] client-alive key      P:job:{id}:alive
 -- KEYS[4] image key             P:job:{id}:image
--- KEYS[5..] part keys           P:job:{id}:part:{n} for every n
+-- KEYS[5..] part keys           P:job:{id}:part:<n> for every n
 -- ARGV[1] job id
 -- Returns the state the job was in ('missing' if its hash was already gone).
 

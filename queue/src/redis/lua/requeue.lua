@@ -2,7 +2,7 @@
 -- fenced by the lease.
 --
 -- KEYS[1] job hash              P:job:{id}
--- KEYS[2] worker's in-flight    P:worker:{w}:inflight
+-- KEYS[2] worker's in-flight    P:worker:<w>:inflight
 -- KEYS[3] pending list          P:pending
 -- ARGV[1] job id
 -- ARGV[2] worker id

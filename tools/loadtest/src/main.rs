@@ -2,9 +2,9 @@
 //! through one URL (the load balancer), every job's events timed and checked (protocol order,
 //! exactly three parts, each client gets its own job's result, nothing left over from an
 //! earlier job). For a deployment of your own (the numbers of the test double say nothing about
-//! the model). Its job, stats and procs modules are also compiled into the topology tests
-//! (tests/scaleout: load.rs, faults_nginx.rs), which judge jobs by the same rules against
-//! nginx + 2 gateways + Redis + 2 workers running the protocol test double.
+//! the model). Its library's job, stats and procs modules are also what the topology tests
+//! (tests/scaleout: load.rs, faults_nginx.rs) judge jobs by, against nginx + 2 gateways +
+//! Redis + 2 workers running the protocol test double.
 //!
 //! ```text
 //! loadtest load  --server ws://127.0.0.1:8080/generate3d --clients 200 --job-ms 30 \
@@ -14,13 +14,8 @@
 //! ```
 //! Exit status 0 when every promise held, 1 otherwise (the reasons on stderr).
 
-mod fault;
-mod job;
-mod load;
-mod procs;
-mod stats;
-
 use clap::{Parser, Subcommand};
+use img3d_loadtest::{fault, load};
 
 /// Load and fault tests of an img3d deployment, through its load balancer.
 #[derive(Debug, Parser)]

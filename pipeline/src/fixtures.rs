@@ -1,28 +1,28 @@
-//! The tiny official-format checkpoints under `pipeline/tests/data/checkpoints/` (written by
-//! `tools/parity/checkpoints.py` from upstream's module definitions) and the bundle config
-//! they convert to. Shared by pipeline/tests/convert.rs and worker/tests/model_source.rs.
-
-#![allow(dead_code)]
+//! Test fixtures (feature `fixtures`, for tests only): the tiny official-format checkpoints
+//! under `pipeline/tests/data/checkpoints/` (written by `tools/parity/checkpoints.py` from
+//! upstream's module definitions) and the bundle config they convert to. Used by
+//! pipeline/tests/convert.rs and worker/tests/model_source.rs; the paths point into this
+//! crate's source tree.
 
 use std::path::PathBuf;
 
-use img3d_pipeline::config::Stages;
-use img3d_pipeline::diffusion::DiffusionConfig;
-use img3d_pipeline::recon::unet::TriplaneUNetConfig;
-use img3d_pipeline::recon::ReconConfig;
-use img3d_pipeline::BundleConfig;
+use crate::config::Stages;
+use crate::diffusion::DiffusionConfig;
+use crate::recon::unet::TriplaneUNetConfig;
+use crate::recon::ReconConfig;
+use crate::BundleConfig;
 
 /// The official file names, served and converted as they are.
 pub const FILES: [&str; 3] = ["pixel-diffusion.pth", "ccm-diffusion.pth", "CRM.pth"];
 
 /// Directory of the checkpoint fixtures.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipeline/tests/data/checkpoints")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/checkpoints")
 }
 
 /// The rembg-format `u2net.onnx` fixture (tiny U-2-Net, names and batch norms kept).
 pub fn u2net_onnx() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipeline/tests/data/u2net_named.onnx")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/u2net_named.onnx")
 }
 
 /// The layout the fixtures fit, the widths of `tools/parity/checkpoints.py`: the tiny
