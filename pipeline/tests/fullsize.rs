@@ -11,8 +11,20 @@
 
 mod common;
 
+use std::collections::HashMap;
+use std::time::Instant;
+
 use common::seeded;
-use tch::Kind;
+use image::RgbImage;
+use img3d_pipeline::config::U2netConfig;
+use img3d_pipeline::preprocess::{mask_from_prediction, u2net_input};
+use img3d_pipeline::u2net::U2net;
+use tch::{Kind, Tensor};
+
+/// Max abs error relative to the output's scale (max |upstream|).
+const TOL: f64 = 1e-4;
+/// The fixtures keep every `STRIDE`-th element of large outputs (`tools/fullsize/fixtures.py`).
+const STRIDE: i64 = 997;
 
 /// The seeded scheme gives bit-equal tensors in PyTorch and in tch (the same libtorch): every
 /// rule of the scheme, sizes on both sides of randn's vectorised path.
@@ -33,4 +45,77 @@ fn seeded_weights_are_bit_equal_to_pytorch() {
     let a = seeded::seeded_tensor("x.bias", &[8]);
     let b = seeded::seeded_tensor("y.bias", &[8]);
     assert!(!a.equal(&b));
+}
+
+/// max |actual - expected| / max |expected| (shapes equal).
+fn rel_err(what: &str, actual: &Tensor, expected: &Tensor) -> f64 {
+    assert_eq!(actual.size(), expected.size(), "{what}: shape");
+    let (a, e) = (actual.to_kind(Kind::Double), expected.to_kind(Kind::Double));
+    let scale = e.abs().max().double_value(&[]);
+    assert!(scale > 0.0, "{what}: expected output is all zero");
+    (a - e).abs().max().double_value(&[]) / scale
+}
+
+/// Asserts [`rel_err`] <= [`TOL`] and prints it.
+fn assert_rel(what: &str, actual: &Tensor, expected: &Tensor) {
+    let err = rel_err(what, actual, expected);
+    println!("{what}: max abs error / output scale {err:.2e}");
+    assert!(err <= TOL, "{what}: max abs error / output scale {err:e} > {TOL:e}");
+}
+
+/// The fixture's subset of a large output (every `STRIDE`-th element) and its sums, against
+/// ours; the sums within `TOL` of the sum of absolute values.
+fn assert_subset(io: &HashMap<String, Tensor>, name: &str, ours: &Tensor) {
+    let flat = ours.reshape([-1]);
+    let subset = flat.slice(0, 0, flat.size()[0], STRIDE);
+    assert_rel(&format!("{name} (subset)"), &subset, &io[&format!("{name}.subset")]);
+    let sum = flat.to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+    let abs_sum = flat.to_kind(Kind::Double).abs().sum(Kind::Double).double_value(&[]);
+    let (want_sum, want_abs) =
+        (io[&format!("{name}.sum")].double_value(&[]), io[&format!("{name}.abs_sum")].double_value(&[]));
+    let err = (sum - want_sum).abs().max((abs_sum - want_abs).abs()) / want_abs;
+    println!("{name}: sums' error / sum of |output| {err:.2e}");
+    assert!(err <= TOL, "{name}: sums {sum} / {abs_sum}, upstream {want_sum} / {want_abs}");
+}
+
+/// Runs `f` once and prints its time beside upstream's (from the fixture, same machine class).
+fn timed<T>(what: &str, upstream_seconds: f64, f: impl FnOnce() -> T) -> T {
+    let start = Instant::now();
+    let out = tch::no_grad(f);
+    let ours = start.elapsed().as_secs_f64();
+    println!("{what}: ours {ours:.3} s, upstream {upstream_seconds:.3} s (ratio {:.2})", ours / upstream_seconds);
+    out
+}
+
+/// U-2-Net at full size (`U2NET(3, 1)`, 320x320) against rembg's own onnxruntime session on an
+/// ONNX export of upstream's graph with the same seeded weights: rembg's normalised input, the
+/// network's d0, and the mask of `predict` (u8, at the image's size).
+#[test]
+fn u2net_matches_rembg_session() {
+    let io = common::load_io("fullsize_u2net");
+    let image = &io["image"];
+    let (h, w) = (image.size()[0], image.size()[1]);
+    let rgb = RgbImage::from_raw(w as u32, h as u32, Vec::<u8>::try_from(image.reshape([-1])).unwrap()).unwrap();
+    let cfg = U2netConfig::u2net();
+    let input = u2net_input(&rgb, &cfg);
+    let sums = input.to_kind(Kind::Double).sum_dim_intlist([0i64, 2, 3].as_slice(), false, Kind::Double);
+    assert_rel("rembg's normalised input (channel sums)", &sums, &io["input.sum"]);
+    let flat = input.reshape([-1]);
+    assert_rel("rembg's normalised input (subset)", &flat.slice(0, 0, flat.size()[0], STRIDE), &io["input.subset"]);
+
+    let mut vs = common::cpu_vs();
+    let net = U2net::new(&vs.root(), &cfg);
+    seeded::load(&mut vs, "fullsize_u2net");
+    let d0 = timed("U-2-Net d0", io["upstream_seconds"].double_value(&[]), || net.forward(&input));
+    assert!(io["d0"].std(true).double_value(&[]) > 1e-2, "rembg's d0 is flat");
+    assert_rel("U-2-Net d0", &d0, &io["d0"]);
+
+    let mask = mask_from_prediction(&d0, w as u32, h as u32).unwrap();
+    let ours = Tensor::from_slice(mask.as_raw()).view([h, w]).to_kind(Kind::Int64);
+    let diff = (ours - io["mask"].to_kind(Kind::Int64)).abs();
+    let (max, off) = (diff.max().int64_value(&[]), diff.gt(0).sum(Kind::Int64).int64_value(&[]));
+    println!("U-2-Net mask: {off} of {} pixels differ, by at most {max}", h * w);
+    // d0 agrees to ~1e-6; a value on a u8 truncation boundary can land one level apart.
+    assert!(max <= 1, "mask differs by {max} levels");
+    assert!(off * 100 <= h * w, "{off} mask pixels differ");
 }
