@@ -15,7 +15,7 @@ The full-size fixtures (tools/fullsize/fixtures.py) and the Rust tests
     anything else           x * 0.5                  (learned planes, embeddings)
 
 PyTorch and tch run the same libtorch (2.11.0; the img3d torch venv), whose CPU generator and
-randn kernels are the same code, so the values are bit-equal (pipeline/tests/seeded.rs checks
+randn kernels are the same code, so the values are bit-equal (pipeline/tests/fullsize.rs checks
 that against seeded_probe.io.safetensors written here). Integer buffers (num_batches_tracked)
 are not part of the scheme; fixtures drop them.
 """
