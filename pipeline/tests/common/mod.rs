@@ -10,6 +10,8 @@
 
 #![allow(dead_code)]
 
+pub mod seeded;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 
