@@ -39,8 +39,8 @@ impl Keys {
     ///
     /// # Panics
     /// If `prefix` contains `{` or `}`: a hash tag in the prefix would override the per-job
-    /// tags (see the module docs). [`crate::RedisConfig`] validation refuses such a prefix
-    /// first, with an error.
+    /// tags (see the module docs). Connecting with such a prefix fails first, with
+    /// [`crate::QueueError::BadPrefix`].
     pub fn new(prefix: &str) -> Self {
         assert!(!prefix.contains(['{', '}']), "a key prefix must not contain braces: {prefix:?}");
         Keys { prefix: prefix.trim_end_matches(':').to_owned() }
