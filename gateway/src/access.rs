@@ -111,6 +111,19 @@ pub enum ClientId {
     Ip(IpAddr),
 }
 
+impl ClientId {
+    /// The id of an API key as metrics label it (see `img3d_key_jobs_total`): the first 16
+    /// hex digits of its SHA-256, which the key's owner can compute and the metrics reader
+    /// cannot turn back into the key. `None` for a client counted by address (addresses are
+    /// not metric labels: unbounded).
+    pub fn key_label(&self) -> Option<String> {
+        match self {
+            ClientId::Key(prefix) => Some(format!("{prefix:016x}")),
+            ClientId::Ip(_) => None,
+        }
+    }
+}
+
 /// Why a request was refused before the upgrade.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Denied {
@@ -309,6 +322,16 @@ mod tests {
     }
 
     /// Origins are checked only when configured and only for requests that send one.
+    #[test]
+    fn key_ids_are_the_sha256_prefix() {
+        let (_dir, keys) = keys("alpha-key\n");
+        let id = keys.check("alpha-key").unwrap();
+        // printf %s alpha-key | sha256sum | cut -c1-16
+        let expected: String = hash("alpha-key")[..8].iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(id.key_label(), Some(expected));
+        assert_eq!(ClientId::Ip("127.0.0.1".parse().unwrap()).key_label(), None);
+    }
+
     #[test]
     fn origins() {
         let access = Access { origins: vec!["https://app.example".into()], ..Access::default() };

@@ -158,6 +158,9 @@ async fn ws_handler(
     };
     let Some(slot) = gw.quotas.take(client, Kind::Connection) else {
         tracing::info!(peer = %peer.addr, ?client, "refused: the client holds its connection quota");
+        if let Some(key) = client.key_label() {
+            gw.metrics().key_refused.with_label_values(&[&key, "connections"]).inc();
+        }
         return (StatusCode::TOO_MANY_REQUESTS, "busy: this client holds as many connections as allowed\n")
             .into_response();
     };

@@ -312,10 +312,15 @@ impl Session {
         let result = match options {
             Err(e) => Err(ClientError::BadOption(e)),
             Ok(options) => match self.gw.quotas.take(self.client, Kind::Queued) {
-                None => Err(ClientError::Busy(
+                None => Err({
+                    if let Some(key) = self.client.key_label() {
+                        self.gw.metrics().key_refused.with_label_values(&[&key, "queued"]).inc();
+                    }
+                    ClientError::Busy(
                     "this client has as many jobs waiting as the server allows; retry when one has started"
                         .into(),
-                )),
+                    )
+                }),
                 Some(waiting) => match admit(&self.gw, image).await {
                     Ok(valid) => {
                         submit(&self.gw, valid, options, received).await.map(|handle| (handle, waiting))
@@ -331,7 +336,7 @@ impl Session {
             }
             Err(e) => {
                 tracing::info!(code = %e.code(), reason = %e, "image refused");
-                self.gw.metrics().job_ended(Some(e.code()), received.elapsed().as_secs_f64());
+                self.job_ended(Some(e.code()), received);
                 self.send(&e.to_message()).await
             }
         }
@@ -346,14 +351,14 @@ impl Session {
                 let e = ClientError::Unavailable(
                     "the server is shutting down and stopped this job; retry".into(),
                 );
-                self.gw.metrics().job_ended(Some(e.code()), received.elapsed().as_secs_f64());
+                self.job_ended(Some(e.code()), received);
                 if self.last_words(Message::Text(e.to_message().to_json().into())).await {
                     self.close(CLOSE_GOING_AWAY, "server shutting down").await;
                 }
             }
             Err(End::SendTimeout(limit)) => {
                 tracing::info!(?limit, "the client stopped reading; closing and cancelling its job");
-                self.gw.metrics().job_ended(Some(FailureCode::Timeout), received.elapsed().as_secs_f64());
+                self.job_ended(Some(FailureCode::Timeout), received);
                 self.close(CLOSE_POLICY, "not reading: send timed out").await;
             }
             _ => {}
@@ -403,6 +408,12 @@ impl Session {
         }
     }
 
+    /// Counts a job's end (for this client's API key too, if it sent one).
+    fn job_ended(&self, code: Option<FailureCode>, received: Instant) {
+        let key = self.client.key_label();
+        self.gw.metrics().job_ended(key.as_deref(), code, received.elapsed().as_secs_f64());
+    }
+
     /// Sends what one event means to this client. Returns whether the job is over.
     async fn forward_event(&mut self, event: JobEvent, received: Instant) -> Result<bool, End> {
         let metrics = self.gw.metrics().clone();
@@ -431,7 +442,7 @@ impl Session {
                     let e = short_of_memory();
                     tracing::warn!(part = %part.name, bytes = len, "no room in the memory budget to send a part");
                     self.send(&e.to_message()).await?;
-                    metrics.job_ended(Some(e.code()), received.elapsed().as_secs_f64());
+                    self.job_ended(Some(e.code()), received);
                     return Ok(true); // dropping the handle cancels the job
                 };
                 // Announcement and bytes back to back: nothing may come between them.
@@ -441,7 +452,7 @@ impl Session {
             }
             JobEvent::Completed => {
                 self.send(&ServerMessage::completed()).await?;
-                metrics.job_ended(None, received.elapsed().as_secs_f64());
+                self.job_ended(None, received);
                 tracing::info!(seconds = received.elapsed().as_secs_f64(), "job completed");
                 return Ok(true);
             }
@@ -453,7 +464,7 @@ impl Session {
                     _ => failure.message.clone(),
                 };
                 self.send(&ServerMessage::failed(failure.code, told)).await?;
-                metrics.job_ended(Some(failure.code), received.elapsed().as_secs_f64());
+                self.job_ended(Some(failure.code), received);
                 tracing::info!(code = %failure.code, reason = %failure.message, "job failed");
                 return Ok(true);
             }

@@ -39,6 +39,13 @@ pub mod names {
     pub const PART_LATENCY: &str = "img3d_part_latency_seconds";
     /// Gauge: 1 while this worker runs a job.
     pub const WORKER_BUSY: &str = "img3d_worker_busy";
+    /// Counter by `key` and `outcome` (completed/failed): images sent by clients with an API
+    /// key (`--api-keys`), by how their job ended. `key` is the key's id, never the key: the
+    /// first 16 hex digits of its SHA-256 (`printf %s KEY | sha256sum | cut -c1-16`).
+    pub const KEY_JOBS: &str = "img3d_key_jobs_total";
+    /// Counter by `key` and `quota` (connections/queued): requests of an API key refused by
+    /// its per-client quota.
+    pub const KEY_REFUSED: &str = "img3d_key_refused_total";
 }
 
 /// Buckets for whole jobs (a CRM job is ~1 min on a GPU, minutes on a CPU).
@@ -83,6 +90,10 @@ pub struct Metrics {
     pub part_latency: HistogramVec,
     /// See [`names::WORKER_BUSY`].
     pub worker_busy: IntGauge,
+    /// See [`names::KEY_JOBS`].
+    pub key_jobs: IntCounterVec,
+    /// See [`names::KEY_REFUSED`].
+    pub key_refused: IntCounterVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,8 +167,18 @@ impl Metrics {
             .unwrap(),
             worker_busy: IntGauge::new(WORKER_BUSY, "1 while this worker runs a job").unwrap(),
             registry,
+            key_jobs: IntCounterVec::new(
+                Opts::new(KEY_JOBS, "Images sent with an API key, by key id and how their job ended"),
+                &["key", "outcome"],
+            )
+            .unwrap(),
+            key_refused: IntCounterVec::new(
+                Opts::new(KEY_REFUSED, "Requests of an API key refused by its quota, by key id and quota"),
+                &["key", "quota"],
+            )
+            .unwrap(),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 14] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(m.connected_clients.clone()),
             Box::new(m.jobs.clone()),
             Box::new(m.refused_messages.clone()),
@@ -172,6 +193,8 @@ impl Metrics {
             Box::new(m.stage_duration.clone()),
             Box::new(m.part_latency.clone()),
             Box::new(m.worker_busy.clone()),
+            Box::new(m.key_jobs.clone()),
+            Box::new(m.key_refused.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("metric names are unique");
@@ -180,13 +203,17 @@ impl Metrics {
     }
 
     /// Counts one finished job as the client saw it.
-    pub fn job_ended(&self, code: Option<img3d_protocol::FailureCode>, seconds: f64) {
+    /// `key` is the API key id of the client (see [`names::KEY_JOBS`]), if it sent one.
+    pub fn job_ended(&self, key: Option<&str>, code: Option<img3d_protocol::FailureCode>, seconds: f64) {
         let (outcome, code) = match code {
             None => ("completed", ""),
             Some(c) => ("failed", c.as_str()),
         };
         self.jobs.with_label_values(&[outcome, code]).inc();
         self.job_duration.with_label_values(&[outcome]).observe(seconds);
+        if let Some(key) = key {
+            self.key_jobs.with_label_values(&[key, outcome]).inc();
+        }
     }
 
     /// Updates the sampled queue gauges.

@@ -40,6 +40,13 @@ async fn api_keys_are_required_accepted_and_reloaded() {
     let seen = run_job(&mut ws.unwrap(), solid_png(colour(2))).unwrap();
     assert!(seen.last().unwrap().contains("completed"), "{seen:?}");
 
+    // Metrics per key, labelled by the key's id (SHA-256 prefix), never by the key.
+    let metrics = server.metrics();
+    // printf %s alpha-key | sha256sum | cut -c1-16
+    let jobs = metrics.samples("img3d_key_jobs_total");
+    assert_eq!(jobs.get(r#"key="677509799af78b2e",outcome="completed""#), Some(&2.0), "{jobs:?}");
+    assert!(!metrics.0.contains("alpha-key"), "a key in the metrics");
+
     std::fs::write(&file, "beta-key\n").unwrap();
     server.hangup();
     let reloaded =
@@ -120,4 +127,24 @@ async fn per_client_quotas() {
     drop(other_ws);
     let freed = eventually(Duration::from_secs(5), || handshake(addr, "/generate3d", &[]).0 == 101).await;
     assert!(freed, "a closed connection did not give its slot back");
+}
+
+/// Quotas count per API key when keys are on, and a key's refusals are counted under its id:
+/// a second connection of a key limited to one gets 429 while another key connects.
+#[tokio::test]
+async fn quota_refusals_are_counted_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys");
+    std::fs::write(&file, "alpha-key\nbeta-key\n").unwrap();
+    let server =
+        standalone_with(20, &["--api-keys", file.to_str().unwrap(), "--max-connections-per-client", "1"]);
+    let addr = server.addr;
+    let (code, _alpha) = handshake(addr, "/generate3d?key=alpha-key", &[]);
+    assert_eq!(code, 101);
+    assert_eq!(handshake(addr, "/generate3d?key=alpha-key", &[]).0, 429, "a second connection of the key");
+    assert_eq!(handshake(addr, "/generate3d?key=beta-key", &[]).0, 101, "another key");
+    let refused = server.metrics().samples("img3d_key_refused_total");
+    // printf %s alpha-key | sha256sum | cut -c1-16
+    assert_eq!(refused.get(r#"key="677509799af78b2e",quota="connections""#), Some(&1.0), "{refused:?}");
+    assert_eq!(refused.len(), 1, "only alpha-key was refused: {refused:?}");
 }
