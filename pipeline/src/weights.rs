@@ -47,10 +47,11 @@ pub fn load_strict(vs: &mut VarStore, path: &Path) -> Result<(), PipelineError> 
 }
 
 /// Copies named tensors into `vs` with the checks of [`load_strict`]; `origin` names the source
-/// in errors.
+/// in errors. The tensors are taken one at a time, so a lazy iterator keeps at most one source
+/// tensor alive beside the store.
 pub fn copy_strict(
     vs: &mut VarStore,
-    tensors: Vec<(String, Tensor)>,
+    tensors: impl IntoIterator<Item = (String, Tensor)>,
     origin: &Path,
 ) -> Result<(), PipelineError> {
     let mut vars = vs.variables();

@@ -2,7 +2,7 @@
 
 Usage (a Python with torch 2.11.0 from the img3d torch venv, plus tools/fullsize/requirements.txt):
     IMG3D_UPSTREAM_CRM=/path/to/CRM IMG3D_UPSTREAM_U2NET=/path/to/U-2-Net \
-        python tools/fullsize/fixtures.py [u2net] [heads] [unet]
+        python tools/fullsize/fixtures.py [u2net] [heads] [unet] [clip] [mv_unet1] [mv_unet2] [vae]
 
 IMG3D_UPSTREAM_CRM is thu-ml/CRM at 4964e36; IMG3D_UPSTREAM_U2NET a checkout of
 xuebinqin/U-2-Net (its model/u2net.py is the graph rembg's u2net.onnx was exported from). Both
@@ -25,6 +25,18 @@ pipeline/tests/data/fullsize_*.{keys.json,io.safetensors}. Each io file also hol
           inference (a subset of the vertices, the faces' SHA-256); and TetTexNet + rgbMlp at 4,096 seeded points.
   unet    UNetPP(in_channels=32) (diffusers UNet2DModel in upstream's configuration, learned
           plane) on a seeded [1, 12, 256, 768] input at t = 20, subsampled.
+  clip    open_clip 2.7.0's ViT-H-14 visual tower (upstream's pin; asserted) through
+          FrozenOpenCLIPEmbedder.encode_image_with_transformer: the penultimate tokens of a
+          seeded [1, 3, 224, 224] input (two whole tokens, a subset, sums).
+  mv_unet1, mv_unet2
+          MultiViewUNetModel (sd_v2_base_ipmv_zero_SNR.yaml) and MultiViewUNetModelStage2
+          (sd_v2_base_ipmv_chin8_zero_snr.yaml) from the yaml's unet_config, with the Resampler
+          they build: one call on the CFG batch (2 x 7 and 2 x 6 frames at 32x32, t = 741) with
+          seeded contexts, CLIP tokens and latents, upstream's cameras.
+  vae     AutoencoderKL from the yaml's vae_config: encode_first_stage's posterior for 2 seeded
+          256x256 images, decode_first_stage of a seeded [2, 4, 32, 32] latent.
+The diffusion fixtures need open-clip-torch 2.7.0 and sys.modules shims for imports that never
+run here (imagedream_shims: transformers' text classes; xformers' attention, computed plainly).
 """
 
 import hashlib
@@ -223,7 +235,170 @@ def unet_fixture():
     common.save_io("fullsize_unet", io)
 
 
+def imagedream_shims():
+    """sys.modules entries for imports that upstream's diffusion code makes but never uses on
+    these paths (no upstream file is edited):
+      transformers  imagedream/ldm/modules/encoders/modules.py imports the T5 and CLIP text
+                    classes at module level; only the OpenCLIP image path runs here.
+      xformers      the multi-view UNet's attention calls xformers.ops.memory_efficient_attention;
+                    the shim computes the attention it defines, softmax(q k^T / sqrt(d)) v, no
+                    bias (as tools/parity/diffusion_unet.py does).
+    """
+    transformers = types.ModuleType("transformers")
+    for name in ["T5Tokenizer", "T5EncoderModel", "CLIPTokenizer", "CLIPTextModel"]:
+        setattr(transformers, name, None)
+    sys.modules.setdefault("transformers", transformers)
+    xformers = types.ModuleType("xformers")
+    ops = types.ModuleType("xformers.ops")
+
+    def memory_efficient_attention(q, k, v, attn_bias=None, op=None):
+        assert attn_bias is None
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        return scores.softmax(dim=-1) @ v
+
+    ops.memory_efficient_attention = memory_efficient_attention
+    xformers.ops = ops
+    sys.modules.setdefault("xformers", xformers)
+    sys.modules.setdefault("xformers.ops", ops)
+
+
+def clip_fixture():
+    upstream("IMG3D_UPSTREAM_CRM")
+    imagedream_shims()
+    import open_clip
+    from open_clip.model import _build_vision_tower
+
+    from imagedream.ldm.modules.encoders.modules import FrozenOpenCLIPEmbedder
+
+    version = open_clip.version.__version__
+    # open_clip 3.x builds batch-first transformers; upstream's encode_image_with_transformer
+    # permutes to sequence-first, so only 2.7.0 (upstream's pin) gives upstream's tokens.
+    assert version == "2.7.0", f"open-clip-torch {version}: upstream pins 2.7.0"
+    cfg = open_clip.get_model_config("ViT-H-14")
+    visual = _build_vision_tower(cfg["embed_dim"], cfg["vision_cfg"]).eval()
+    keys = seeded.apply(visual)
+    # FrozenOpenCLIPEmbedder.__init__ downloads the LAION weights; its image path only reads
+    # self.model.visual, so the object is built around the seeded tower.
+    embedder = FrozenOpenCLIPEmbedder.__new__(FrozenOpenCLIPEmbedder)
+    torch.nn.Module.__init__(embedder)
+    embedder.model = types.SimpleNamespace(visual=visual)
+    pixels = seeded.seeded_tensor("input.pixels", [1, 3, 224, 224])
+    embedder.encode_image_with_transformer(pixels)  # warm
+    tokens, seconds = timed(embedder.encode_image_with_transformer, pixels)
+    print(f"clip: {seconds:.2f} s, tokens {list(tokens.shape)} std {tokens.std():.3f}")
+    io = {"upstream_seconds": torch.tensor(seconds, dtype=torch.float64)}
+    io.update(with_subsets("tokens", tokens))
+    # One whole token row each for the class token and a patch token.
+    io["tokens.class"] = tokens[0, 0].clone()
+    io["tokens.patch_100"] = tokens[0, 100].clone()
+    seeded.save_keys("fullsize_clip", keys)
+    common.save_io("fullsize_clip", io)
+
+
+def yaml_params(path, *keys):
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(os.path.join(os.environ["IMG3D_UPSTREAM_CRM"], path)).model.params
+    for key in keys:
+        node = node[key]
+    return OmegaConf.to_container(node)
+
+
+def cameras(views, ref_position):
+    """The camera tensor exactly as ImageDreamDiffusion(Stage2).__init__ builds it."""
+    from imagedream.camera_utils import get_camera_for_index
+
+    camera = [get_camera_for_index(i).squeeze() for i in views]
+    if ref_position is not None:
+        camera[ref_position] = torch.zeros_like(camera[ref_position])
+    return torch.stack(camera)
+
+
+def mv_unet_fixture(stage):
+    """A multi-view UNet from upstream's yaml (unet_config) with the Resampler it builds, one
+    call on the CFG batch [uncond, cond] as libs/sample.py + DDIMSampler lay it out."""
+    upstream("IMG3D_UPSTREAM_CRM")
+    imagedream_shims()
+    from imagedream.ldm.util import instantiate_from_config
+
+    yaml = {1: "sd_v2_base_ipmv_zero_SNR.yaml", 2: "sd_v2_base_ipmv_chin8_zero_snr.yaml"}[stage]
+    config = yaml_params(f"imagedream/configs/{yaml}", "unet_config")
+    net = instantiate_from_config(config).eval()
+    keys = seeded.apply(net)
+    if stage == 1:
+        num_frames, camera = 7, cameras([1, 2, 3, 4, 5, 0, 0], 6)
+    else:
+        num_frames, camera = 6, cameras([1, 2, 3, 4, 5, 0], None)
+    b = 2 * num_frames
+    x = seeded.seeded_tensor("input.x", [b, 4, 32, 32])
+    # Text contexts (negative prompt, prompt) and the image prompt's CLIP tokens, each repeated
+    # over the frames; the unconditional half has zero image tokens (and a zero reference
+    # latent in stage 1, zero view latents in stage 2).
+    context = torch.cat([seeded.seeded_tensor(f"input.context.{h}", [1, 77, 1024]).repeat(num_frames, 1, 1) for h in ["uncond", "cond"]])
+    ip = seeded.seeded_tensor("input.ip", [1, 257, 1280]).repeat(num_frames, 1, 1)
+    t = torch.full((b,), 741, dtype=torch.long)
+    cond = {"context": context, "camera": camera.repeat(2, 1), "num_frames": num_frames, "ip": torch.cat([torch.zeros_like(ip), ip])}
+    if stage == 1:
+        ip_img = seeded.seeded_tensor("input.ip_img", [1, 4, 32, 32])
+        cond["ip_img"] = torch.cat([torch.zeros_like(ip_img), ip_img])
+    else:
+        pixels = seeded.seeded_tensor("input.pixel_images", [num_frames, 4, 32, 32])
+        cond["pixel_images"] = torch.cat([torch.zeros_like(pixels), pixels])
+    # forward writes ip_img into x in place: a fresh copy per call.
+    net(x.clone(), t, **cond)  # warm
+    eps, seconds = timed(lambda: net(x.clone(), t, **cond))
+    print(f"unet stage {stage}: {seconds:.2f} s, eps {list(eps.shape)} std {eps.std():.3f}")
+    name = f"fullsize_mv_unet{stage}"
+    io = {"upstream_seconds": torch.tensor(seconds, dtype=torch.float64), "camera": camera, "t": t}
+    io.update(with_subsets("eps", eps))
+    io["eps.frame_channel_sums"] = eps.double().sum(dim=(2, 3))
+    io["eps.cond_frame0"] = eps[num_frames].clone()
+    seeded.save_keys(name, keys)
+    common.save_io(name, io)
+
+
+def vae_fixture():
+    """AutoencoderKL from the stage-1 yaml (vae_config, SD 2.1's), through
+    LatentDiffusionInterface.encode_first_stage (the posterior) and decode_first_stage, 2 views."""
+    upstream("IMG3D_UPSTREAM_CRM")
+    imagedream_shims()
+    from imagedream.ldm.interface import LatentDiffusionInterface
+    from imagedream.ldm.util import instantiate_from_config
+
+    config = yaml_params("imagedream/configs/sd_v2_base_ipmv_zero_SNR.yaml", "vae_config")
+    vae = instantiate_from_config(config).eval()
+    keys = seeded.apply(vae)
+    # The interface methods only read scale_factor (the yaml's 0.18215) and vae_model.
+    scale = yaml_params("imagedream/configs/sd_v2_base_ipmv_zero_SNR.yaml")["scale_factor"]
+    iface = types.SimpleNamespace(scale_factor=scale, vae_model=vae)
+    images = seeded.seeded_tensor("input.images", [2, 3, 256, 256]).clamp(-1, 1)
+    latent = seeded.seeded_tensor("input.latent", [2, 4, 32, 32])
+    posterior, encode_seconds = timed(LatentDiffusionInterface.encode_first_stage, iface, images)
+    decoded, decode_seconds = timed(LatentDiffusionInterface.decode_first_stage, iface, latent)
+    print(f"vae: encode {encode_seconds:.2f} s, decode {decode_seconds:.2f} s, decoded std {decoded.std():.3f}")
+    io = {
+        "encode_seconds": torch.tensor(encode_seconds, dtype=torch.float64),
+        "decode_seconds": torch.tensor(decode_seconds, dtype=torch.float64),
+        "scale_factor": torch.tensor(scale, dtype=torch.float64),
+        "mean": posterior.mean,
+        "logvar": posterior.logvar,
+    }
+    io.update(with_subsets("decoded", decoded))
+    io["decoded.channel_sums"] = decoded.double().sum(dim=(2, 3))
+    seeded.save_keys("fullsize_vae", keys)
+    common.save_io("fullsize_vae", io)
+
+
+FIXTURES = {
+    "vae": vae_fixture,
+    "u2net": u2net_fixture,
+    "heads": heads_fixture,
+    "unet": unet_fixture,
+    "clip": clip_fixture,
+    "mv_unet1": lambda: mv_unet_fixture(1),
+    "mv_unet2": lambda: mv_unet_fixture(2),
+}
+
 if __name__ == "__main__":
-    which = sys.argv[1:] or ["u2net", "heads", "unet"]
-    for name in which:
-        {"u2net": u2net_fixture, "heads": heads_fixture, "unet": unet_fixture}[name]()
+    for name in sys.argv[1:] or list(FIXTURES):
+        FIXTURES[name]()

@@ -69,7 +69,21 @@ pub fn state_dict(name: &str) -> Vec<(String, Tensor)> {
 /// Loads fixture `name`'s seeded weights into `vs`, strictly by upstream's key names (every
 /// variable present with its shape, nothing left over).
 pub fn load(vs: &mut VarStore, name: &str) {
+    load_except(vs, name, &[]);
+}
+
+/// [`load`], less the upstream keys in `unused` (ones the port documents it never declares,
+/// as its converter drops them); each of those must be in upstream's list.
+pub fn load_except(vs: &mut VarStore, name: &str, unused: &[String]) {
     let origin = super::data_path(&format!("{name}.keys.json"));
-    img3d_pipeline::weights::copy_strict(vs, state_dict(name), Path::new(&origin))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let keys = read_keys(name);
+    for key in unused {
+        assert!(keys.iter().any(|(k, _)| k == key), "{key} is not an upstream key of {name}");
+    }
+    // Lazy: each seeded tensor is made, copied and dropped in turn (peak = the model + one).
+    let tensors = keys.into_iter().filter(|(key, _)| !unused.contains(key)).map(|(key, shape)| {
+        let t = seeded_tensor(&key, &shape);
+        (key, t)
+    });
+    img3d_pipeline::weights::copy_strict(vs, tensors, Path::new(&origin)).unwrap_or_else(|e| panic!("{e}"));
 }
