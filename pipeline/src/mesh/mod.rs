@@ -31,6 +31,7 @@ pub mod raster;
 mod stdsort;
 pub mod texture;
 pub mod unwrap;
+pub mod uvstats;
 
 pub use clean::clean;
 pub use export::{export_files, export_textured, ExportOptions};
