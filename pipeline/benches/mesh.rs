@@ -1,9 +1,14 @@
 //! Times the mesh half of `generate3d` on a ~22k-face FlexiCubes mesh (upstream's FlexiCubes on
 //! an 80^3 grid, `pipeline/tests/data/mesh_blob.io.safetensors`): cleaning, UV unwrap, raster +
 //! bake (with a cheap stand-in colour function: the real colour MLP's time belongs to the
-//! network), PNG, OBJ text and zip. With the parity Python (`IMG3D_PARITY_PYTHON`, default
-//! `~/.cache/img3d/parity/bin/python`) present it also runs upstream's `xatlas.parametrize` on the
-//! same mesh and prints both unwrappers' time and texture use side by side.
+//! network), PNG, OBJ text and zip.
+//!
+//! Then our unwrapper beside upstream's `xatlas.parametrize` (default options, as CRM calls it)
+//! on three meshes: that one, our FlexiCubes on a noisy sphere at 80^3 (~22k faces) and at 128^3
+//! (~82k faces): utilisation of the 1024^2 texture, time, L2 stretch, density spread, charts
+//! ([`img3d_pipeline::mesh::uvstats`]). xatlas runs in a Python made by
+//! `tools/parity/setup_xatlas.sh` (`~/.cache/img3d/xatlas`), or the parity Python
+//! (`~/.cache/img3d/parity`), or `IMG3D_PARITY_PYTHON`; without one only our numbers print.
 //!
 //! `cargo bench -p img3d-pipeline --bench mesh` (release build). Prints numbers; asserts nothing.
 
@@ -180,8 +185,12 @@ fn report(name: &str, ms: f64, atlas: &TexturedMesh, _mesh: &Mesh) {
 
 /// Runs `tools/parity/xatlas_bench.py` on `mesh`.
 fn xatlas(mesh: &Mesh) -> Result<(TexturedMesh, f64), String> {
+    let home = std::env::var("HOME").unwrap_or_default();
     let python = std::env::var("IMG3D_PARITY_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/img3d/parity/bin/python", std::env::var("HOME").unwrap_or_default())
+        [format!("{home}/.cache/img3d/parity/bin/python"), format!("{home}/.cache/img3d/xatlas/bin/python")]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or_else(|| format!("{home}/.cache/img3d/xatlas/bin/python"))
     });
     if !std::path::Path::new(&python).exists() {
         return Err(format!("{python} not found"));

@@ -99,8 +99,10 @@ fn noisy_sphere() -> Mesh {
         .map(|c| {
             let q = [c[0] as f64, c[1] as f64, c[2] as f64];
             let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
-            let bumps: f64 =
-                dirs.iter().map(|(d, f, ph)| (f * (d[0] * q[0] + d[1] * q[1] + d[2] * q[2]) + ph).sin()).sum();
+            let bumps: f64 = dirs
+                .iter()
+                .map(|(d, f, ph)| (f * (d[0] * q[0] + d[1] * q[1] + d[2] * q[2]) + ph).sin())
+                .sum();
             (r - 0.6 - 0.02 * bumps + noise() * cell / 3.0) as f32
         })
         .collect();

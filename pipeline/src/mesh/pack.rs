@@ -1,12 +1,17 @@
 //! Packing charts into the texture square (step 4 of [`super::unwrap`]).
 //!
-//! A skyline of per-column heights at texel resolution, with each chart described by its own
+//! Each chart is described, at a given scale and in each of its four quarter turns, by its own
 //! per-column profile (lowest and highest texel row it touches in each texel column, widened by
-//! the gap) rather than its bounding rectangle, so irregular charts nest into each other's
-//! outlines. Charts, largest first, go to the position where they end lowest (leftmost among
-//! equals), upright or turned half a turn, whichever ends lower. The uniform scale (texels per
-//! world unit, the same for all charts so texel density is even) is searched in a few trials,
-//! each rescaled by how high the previous one reached; the largest that fits is kept.
+//! the gap; computed from the chart's border edges only) rather than its bounding rectangle. The
+//! atlas is a bitmap (one bit per texel, column-major), so a chart can nest into another's
+//! outline from above and also fill holes left under earlier charts' overhangs. Charts, largest
+//! footprint first, go to the quarter turn and position where they end lowest (first turn, then
+//! leftmost, among equals). The uniform scale (texels per world unit, the same for all charts so
+//! texel density is even) is searched in a few trials, each rescaled by how high the previous one
+//! reached; since the height is not monotone in the scale, every trial that fits is a candidate.
+//! The finished packing is stretched along each axis (at most [`MAX_FILL_STRETCH`]) to fill the
+//! square, as xatlas does with its atlas: every gap only grows, and the candidate giving the
+//! charts the most texels is kept.
 
 /// A chart to pack: chart-local 2D points (in `[0, size]`) and its triangles.
 #[derive(Debug, Clone)]
@@ -53,11 +58,12 @@ fn turn_point(turn: usize, p: [f64; 2], size: [f64; 2]) -> [f64; 2] {
     }
 }
 
-/// Packing trials while searching the scale.
-const SCALE_TRIALS: usize = 8;
+/// Packing trials while searching the scale (more trials find a slightly denser packing: on the
+/// bench meshes 8 trials gave 0.0-0.5 points more utilisation for twice the time).
+const SCALE_TRIALS: usize = 4;
 
 /// The most the finished atlas is stretched along one axis to fill the square.
-const MAX_FILL_STRETCH: f64 = 1.25;
+pub const MAX_FILL_STRETCH: f64 = 1.25;
 
 /// Packs `charts` into `resolution`^2 texels, keeping `gap` texels between charts and from the
 /// border.
@@ -199,7 +205,7 @@ impl Profile {
     /// the chart lie on its border.
     fn of(c: &Outline<'_>, border: &[[u32; 2]], scale: f64, gap: u32, turn: usize) -> Profile {
         let half = gap as f64 / 2.0;
-        let width = if turn % 2 == 0 { c.size[0] } else { c.size[1] };
+        let width = if turn.is_multiple_of(2) { c.size[0] } else { c.size[1] };
         let cols = ((width * scale).ceil() as usize + gap as usize).max(1);
         let mut lo = vec![f64::INFINITY; cols];
         let mut hi = vec![f64::NEG_INFINITY; cols];
@@ -404,10 +410,10 @@ fn place_all(
             // highest bottom row.
             let lowest = p.bottom.iter().copied().max().unwrap_or(0);
             window_max(&atlas.floor, w, &mut floor_max);
-            for x in 0..=res - w {
+            for (x, &floor) in floor_max.iter().enumerate() {
                 // Only a candidate that ends strictly lower than the best so far counts.
                 let bound = best.map_or(i64::MAX, |b| b.0 - p.height);
-                if floor_max[x] - lowest >= bound {
+                if floor - lowest >= bound {
                     continue;
                 }
                 if let Some(y) = atlas.lowest_fit(p, x, bound) {

@@ -7,8 +7,7 @@
 //! - **L2 stretch** (Sander et al., "Texture Mapping Progressive Meshes", 2001): per face the
 //!   root mean square of the singular values of the UV -> surface map, area-weighted over the
 //!   surface and normalised by the atlas' mean scale, so 1.0 is an isometry up to one global
-//!   scale and larger values mean texel density varies over the surface (a face squashed to half
-//!   its width counts as sqrt((1 + 4) / 2 / ...) and so on).
+//!   scale and larger values mean texel density varies over the surface or between directions.
 //! - **Density spread**: per face the linear texel density sqrt(UV area / surface area); the
 //!   ratio of its 95th to its 5th percentile, weighting faces by surface area (1.0: every face
 //!   gets the same texels per unit of surface).
@@ -56,7 +55,8 @@ fn stretch(atlas: &TexturedMesh) -> (f64, f64, usize) {
         if area3 <= 0.0 {
             continue;
         }
-        let area2 = 0.5 * ((t[1][0] - t[0][0]) * (t[2][1] - t[0][1]) - (t[2][0] - t[0][0]) * (t[1][1] - t[0][1]));
+        let area2 =
+            0.5 * ((t[1][0] - t[0][0]) * (t[2][1] - t[0][1]) - (t[2][0] - t[0][0]) * (t[1][1] - t[0][1]));
         if area2.abs() <= 0.0 {
             collapsed += 1;
             density.push((0.0, area3));
@@ -64,8 +64,14 @@ fn stretch(atlas: &TexturedMesh) -> (f64, f64, usize) {
         }
         // Partial derivatives of the surface point along s and t.
         let d = 2.0 * area2;
-        let ss = [0, 1, 2].map(|k| (q[0][k] * (t[1][1] - t[2][1]) + q[1][k] * (t[2][1] - t[0][1]) + q[2][k] * (t[0][1] - t[1][1])) / d);
-        let st = [0, 1, 2].map(|k| (q[0][k] * (t[2][0] - t[1][0]) + q[1][k] * (t[0][0] - t[2][0]) + q[2][k] * (t[1][0] - t[0][0])) / d);
+        let ss = [0, 1, 2].map(|k| {
+            (q[0][k] * (t[1][1] - t[2][1]) + q[1][k] * (t[2][1] - t[0][1]) + q[2][k] * (t[0][1] - t[1][1]))
+                / d
+        });
+        let st = [0, 1, 2].map(|k| {
+            (q[0][k] * (t[2][0] - t[1][0]) + q[1][k] * (t[0][0] - t[2][0]) + q[2][k] * (t[1][0] - t[0][0]))
+                / d
+        });
         let l2sq = 0.5 * (dot(ss, ss) + dot(st, st));
         sum_l2 += l2sq * area3;
         sum_area3 += area3;
