@@ -4,8 +4,8 @@
 //! network), PNG, OBJ text and zip.
 //!
 //! Then our unwrapper beside upstream's `xatlas.parametrize` (default options, as CRM calls it)
-//! on three meshes: that one, our FlexiCubes on a noisy sphere at 80^3 (~22k faces) and at 128^3
-//! (~82k faces): utilisation of the 1024^2 texture, time, L2 stretch, density spread, charts
+//! on four meshes: that one, our FlexiCubes on a noisy sphere at 80^3 (~22k faces) and at 128^3
+//! (~82k faces), and the first one made jagged as in `tests/mesh_unwrap.rs` (many charts): utilisation of the 1024^2 texture, time, L2 stretch, density spread, charts
 //! ([`img3d_pipeline::mesh::uvstats`]). xatlas runs in a Python made by
 //! `tools/parity/setup_xatlas.sh` (`~/.cache/img3d/xatlas`), or the parity Python
 //! (`~/.cache/img3d/parity`), or `IMG3D_PARITY_PYTHON`; without one only our numbers print.
@@ -61,6 +61,7 @@ fn atlas_table() {
         ("recon bench (FlexiCubes 80^3)", blob_mesh()),
         ("noisy sphere (FlexiCubes 80^3)", noisy_sphere(80, 0.6)),
         ("noisy sphere (FlexiCubes 128^3)", noisy_sphere(128, 0.72)),
+        ("recon bench, jagged (tests/mesh_unwrap.rs)", jagged(blob_mesh())),
     ];
     println!("\natlas {RES}^2: ours (median of 3 runs) beside xatlas.parametrize (default options, one run)");
     println!(
@@ -122,6 +123,21 @@ fn blob_raw() -> (Vec<[f32; 3]>, Vec<[i64; 3]>) {
     let vertices: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
     let faces: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
     (vertices, faces)
+}
+
+/// `mesh` with every vertex pushed by deterministic noise of about half an edge, as
+/// reconstructions from random weights look (the jagged mesh of `tests/mesh_unwrap.rs`).
+fn jagged(mut mesh: Mesh) -> Mesh {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for v in &mut mesh.vertices {
+        for c in v.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *c += ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.015;
+        }
+    }
+    mesh
 }
 
 /// Our FlexiCubes on a `res`^3 grid over [-1, 1]^3 of a sphere of `radius` with bumps (a few

@@ -90,7 +90,7 @@ fn diffusion_parameters_reach_the_sampler() {
 const BEFORE_OPTIONS: [&str; 3] = [
     "c6f0aa232595eb743805fd9e43b21dd4bbae875b8b6dc6412cab2f47a28b995a",
     "031b4ff459b93682db353ff0f63aa2887da39d0a3b9ffeceb6ed763b832f89c8",
-    "83f4f2464ef8d9cf5f8f7f3f29eab55dd2aa8547f82694e1b919f4076f34d47d",
+    "2103bbb5782487ac4067054faa1bddeb3aab8a90550c7f35079d90afe9521924",
 ];
 
 fn sha256(bytes: &[u8]) -> String {

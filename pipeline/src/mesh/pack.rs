@@ -4,9 +4,10 @@
 //! per-column profile (lowest and highest texel row it touches in each texel column, widened by
 //! the gap; computed from the chart's border edges only) rather than its bounding rectangle. The
 //! atlas is a bitmap (one bit per texel, column-major), so a chart can nest into another's
-//! outline from above and also fill holes left under earlier charts' overhangs. Charts, largest
-//! footprint first, go to the quarter turn and position where they end lowest (first turn, then
-//! leftmost, among equals). The uniform scale (texels per world unit, the same for all charts so
+//! outline from above and also fill holes left under earlier charts' overhangs (climbing at most
+//! [`MAX_HOLE_STEPS`] holes per position; above [`MANY_CHARTS`] charts, two turns and no
+//! climbing, to bound the work). Charts, largest footprint first, go to the quarter turn and
+//! position where they end lowest (first turn, then leftmost, among equals). The uniform scale (texels per world unit, the same for all charts so
 //! texel density is even) is searched in a few trials, each rescaled by how high the previous one
 //! reached; since the height is not monotone in the scale, every trial that fits is a candidate.
 //! The finished packing is stretched along each axis (at most [`MAX_FILL_STRETCH`]) to fill the
@@ -59,8 +60,17 @@ fn turn_point(turn: usize, p: [f64; 2], size: [f64; 2]) -> [f64; 2] {
 }
 
 /// Packing trials while searching the scale (more trials find a slightly denser packing: on the
-/// bench meshes 8 trials gave 0.0-0.5 points more utilisation for twice the time).
-const SCALE_TRIALS: usize = 4;
+/// bench meshes 4 trials gave 0.0-0.7 points more utilisation than 3 for ~1.3x the time, 8 at
+/// most 0.5 more than 4 for twice the time).
+const SCALE_TRIALS: usize = 3;
+
+/// Steps up through holes a chart takes at one position before it settles above everything
+/// there.
+pub const MAX_HOLE_STEPS: usize = 8;
+
+/// Above this many charts the packer tries two turns and no holes above a chart's first fit
+/// (the work grows with charts x turns x positions; a jagged 22k-face mesh has ~1650 charts).
+pub const MANY_CHARTS: usize = 1000;
 
 /// The most the finished atlas is stretched along one axis to fill the square.
 pub const MAX_FILL_STRETCH: f64 = 1.25;
@@ -268,14 +278,25 @@ struct Occupancy {
     /// 64-row words per column.
     words: usize,
     bits: Vec<u64>,
-    /// Per column, the lowest free row (every row below it is taken).
+    /// Per column, the lowest row that starts a free run of at least `min_run` rows (below it
+    /// every free run is too short for any chart's column).
     floor: Vec<i64>,
+    /// The shortest row span any column of any chart needs.
+    min_run: i64,
+    /// Per column, the row above its highest taken row (every row from it up is free).
+    sky: Vec<i64>,
 }
 
 impl Occupancy {
-    fn new(columns: usize, rows: usize) -> Self {
+    fn new(columns: usize, rows: usize, min_run: i64) -> Self {
         let words = rows.div_ceil(64).max(1);
-        Occupancy { words, bits: vec![0; columns * words], floor: vec![0; columns] }
+        Occupancy {
+            words,
+            bits: vec![0; columns * words],
+            floor: vec![0; columns],
+            min_run: min_run.max(1),
+            sky: vec![0; columns],
+        }
     }
 
     /// The first taken row of `col` in `[a, b)` (rows past the top are free).
@@ -327,8 +348,14 @@ impl Occupancy {
             column[w] |= mask;
             r += span;
         }
-        if a <= self.floor[col] && b > self.floor[col] {
-            self.floor[col] = self.next_free(col, b);
+        self.sky[col] = self.sky[col].max(b);
+        if a < self.floor[col] + self.min_run {
+            // The run at the floor got shorter: find the next one long enough.
+            let mut r = self.next_free(col, self.floor[col]);
+            while let Some(taken) = self.first_taken(col, r, r + self.min_run) {
+                r = self.next_free(col, taken);
+            }
+            self.floor[col] = r;
         }
     }
 
@@ -345,11 +372,14 @@ impl Occupancy {
         self.bits = bits;
     }
 
-    /// The lowest origin row at which `p` fits at column `x`, if below `bound`.
-    fn lowest_fit(&self, p: &Profile, x: usize, bound: i64) -> Option<i64> {
+    /// The lowest origin row at which `p` fits at column `x`, if below `bound`. The search for
+    /// a hole gives up after [`MAX_HOLE_STEPS`] steps up and takes the lowest row above
+    /// everything placed in those columns (so a chart climbing through many small holes costs
+    /// no more than a few).
+    fn lowest_fit(&self, p: &Profile, x: usize, bound: i64, max_steps: usize) -> Option<i64> {
         let w = p.bottom.len();
-        // Rows under a column's floor are all taken, and every profile column is non-empty
-        // (or empty and then free anywhere), so this is a lower bound.
+        // Every non-empty profile column needs at least `min_run` free rows in a row, and no
+        // such run starts under a column's floor, so this is a lower bound.
         let mut y = 0i64;
         for c in 0..w {
             if p.top[c] > p.bottom[c] {
@@ -359,15 +389,27 @@ impl Occupancy {
                 }
             }
         }
-        let (mut c, mut clear) = (0, 0);
+        let (mut c, mut clear, mut steps) = (0, 0, 0);
         while clear < w {
             if y >= bound {
                 return None;
             }
             match self.first_taken(x + c, y + p.bottom[c], y + p.top[c]) {
+                Some(_) if steps == max_steps => {
+                    for c in 0..w {
+                        if p.top[c] > p.bottom[c] {
+                            y = y.max(self.sky[x + c] - p.bottom[c]);
+                            if y >= bound {
+                                return None;
+                            }
+                        }
+                    }
+                    return Some(y);
+                }
                 Some(row) => {
                     y = self.next_free(x + c, row) - p.bottom[c];
                     clear = 0;
+                    steps += 1;
                 }
                 None => {
                     clear += 1;
@@ -394,14 +436,24 @@ fn place_all(
     let footprint = |p: &Profile| p.top.len() as i64 * p.height;
     let mut order: Vec<usize> = (0..profiles.len()).collect();
     order.sort_by(|&a, &b| footprint(&profiles[b][0]).cmp(&footprint(&profiles[a][0])).then(a.cmp(&b)));
-    let mut atlas = Occupancy::new(res, res);
+    let min_run = profiles
+        .iter()
+        .flatten()
+        .flat_map(|p| p.bottom.iter().zip(&p.top).map(|(b, t)| t - b).filter(|&span| span > 0))
+        .min()
+        .unwrap_or(1);
+    let mut atlas = Occupancy::new(res, res, min_run);
+    // Many charts (jagged meshes): upright and half-turned only, no climbing through holes,
+    // so the work per chart stays near the plain skyline's.
+    let many = profiles.len() > MANY_CHARTS;
+    let (turn_step, max_steps) = if many { (2, 0) } else { (1, MAX_HOLE_STEPS) };
     let mut out = vec![Placement::ORIGIN; profiles.len()];
     let (mut right, mut reached) = (0i64, 0i64);
     let half = gap as f64 / 2.0;
     let mut floor_max = Vec::with_capacity(res);
     for i in order {
         let mut best: Option<(i64, usize, i64, usize)> = None; // (top, x, y, turn)
-        for (turn, p) in profiles[i].iter().enumerate() {
+        for (turn, p) in profiles[i].iter().enumerate().step_by(turn_step) {
             let w = p.top.len();
             if w > res {
                 continue;
@@ -416,7 +468,7 @@ fn place_all(
                 if floor - lowest >= bound {
                     continue;
                 }
-                if let Some(y) = atlas.lowest_fit(p, x, bound) {
+                if let Some(y) = atlas.lowest_fit(p, x, bound, max_steps) {
                     best = Some((y + p.height, x, y, turn));
                 }
             }
