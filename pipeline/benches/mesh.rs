@@ -5,7 +5,8 @@
 //!
 //! Then our unwrapper beside upstream's `xatlas.parametrize` (default options, as CRM calls it)
 //! on four meshes: that one, our FlexiCubes on a noisy sphere at 80^3 (~22k faces) and at 128^3
-//! (~82k faces), and the first one made jagged as in `tests/mesh_unwrap.rs` (many charts): utilisation of the 1024^2 texture, time, L2 stretch, density spread, charts
+//! (~82k faces), and the first one made jagged as in `tests/mesh_unwrap.rs` (many charts):
+//! utilisation of the 1024^2 texture, time, L2 stretch, density spread, charts
 //! ([`img3d_pipeline::mesh::uvstats`]). xatlas runs in a Python made by
 //! `tools/parity/setup_xatlas.sh` (`~/.cache/img3d/xatlas`), or the parity Python
 //! (`~/.cache/img3d/parity`), or `IMG3D_PARITY_PYTHON`; without one only our numbers print.

@@ -7,9 +7,10 @@
 //! outline from above and also fill holes left under earlier charts' overhangs (climbing at most
 //! [`MAX_HOLE_STEPS`] holes per position; above [`MANY_CHARTS`] charts, two turns and no
 //! climbing, to bound the work). Charts, largest footprint first, go to the quarter turn and
-//! position where they end lowest (first turn, then leftmost, among equals). The uniform scale (texels per world unit, the same for all charts so
-//! texel density is even) is searched in a few trials, each rescaled by how high the previous one
-//! reached; since the height is not monotone in the scale, every trial that fits is a candidate.
+//! position where they end lowest (first turn, then leftmost, among equals). The uniform scale
+//! (texels per world unit, the same for all charts so texel density is even) is searched in a few
+//! trials, each rescaled by how high the previous one reached; since the height is not monotone
+//! in the scale, every trial that fits is a candidate.
 //! The finished packing is stretched along each axis (at most [`MAX_FILL_STRETCH`]) to fill the
 //! square, as xatlas does with its atlas: every gap only grows, and the candidate giving the
 //! charts the most texels is kept.
