@@ -1,9 +1,15 @@
 //! Times the mesh half of `generate3d` on a ~22k-face FlexiCubes mesh (upstream's FlexiCubes on
 //! an 80^3 grid, `pipeline/tests/data/mesh_blob.io.safetensors`): cleaning, UV unwrap, raster +
 //! bake (with a cheap stand-in colour function: the real colour MLP's time belongs to the
-//! network), PNG, OBJ text and zip. With the parity Python (`IMG3D_PARITY_PYTHON`, default
-//! `~/.cache/img3d/parity/bin/python`) present it also runs upstream's `xatlas.parametrize` on the
-//! same mesh and prints both unwrappers' time and texture use side by side.
+//! network), PNG, OBJ text and zip.
+//!
+//! Then our unwrapper beside upstream's `xatlas.parametrize` (default options, as CRM calls it)
+//! on four meshes: that one, our FlexiCubes on a noisy sphere at 80^3 (~22k faces) and at 128^3
+//! (~82k faces), and the first one made jagged as in `tests/mesh_unwrap.rs` (many charts):
+//! utilisation of the 1024^2 texture, time, L2 stretch, density spread, charts
+//! ([`img3d_pipeline::mesh::uvstats`]). xatlas runs in a Python made by
+//! `tools/parity/setup_xatlas.sh` (`~/.cache/img3d/xatlas`), or the parity Python
+//! (`~/.cache/img3d/parity`), or `IMG3D_PARITY_PYTHON`; without one only our numbers print.
 //!
 //! `cargo bench -p img3d-pipeline --bench mesh` (release build). Prints numbers; asserts nothing.
 
@@ -15,19 +21,15 @@ use img3d_pipeline::mesh::obj::{mtl_text, obj_text};
 use img3d_pipeline::mesh::raster::{for_each_covered, rasterize_uv};
 use img3d_pipeline::mesh::texture::{bake, encode_png, finish};
 use img3d_pipeline::mesh::unwrap::unwrap;
+use img3d_pipeline::mesh::uvstats::atlas_stats;
 use img3d_pipeline::mesh::{clean, Mesh, TexturedMesh};
-use tch::{Kind, Tensor};
+use img3d_pipeline::recon::flexicubes::FlexiCubes;
+use tch::{Device, Kind, Tensor};
 
 const RES: usize = 1024;
 
 fn main() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mesh_blob.io.safetensors");
-    let io: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(&data).expect("mesh_blob fixture").into_iter().collect();
-    let v = Vec::<f32>::try_from(io["vertices"].to_kind(Kind::Float).contiguous().view([-1])).unwrap();
-    let f = Vec::<i64>::try_from(io["faces"].to_kind(Kind::Int64).contiguous().view([-1])).unwrap();
-    let vertices: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-    let faces: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let (vertices, faces) = blob_raw();
     println!("mesh: {} vertices, {} faces (FlexiCubes 80^3, cleaned)", vertices.len(), faces.len());
 
     let (mesh, t_clean) = timed(|| clean(&vertices, &faces));
@@ -49,10 +51,138 @@ fn main() {
 
     println!("\nunwrapper        time (ms)   texels used   charts(uv verts)");
     report("ours", t_unwrap, &atlas, &mesh);
-    match xatlas(&mesh) {
-        Ok((x, secs)) => report("xatlas (python)", secs * 1e3, &x, &mesh),
-        Err(e) => println!("xatlas: not run ({e})"),
+    drop(mesh);
+
+    atlas_table();
+}
+
+/// Ours beside xatlas on three meshes: utilisation, time, stretch, density spread, charts.
+fn atlas_table() {
+    let meshes = [
+        ("recon bench (FlexiCubes 80^3)", blob_mesh()),
+        ("noisy sphere (FlexiCubes 80^3)", noisy_sphere(80, 0.6)),
+        ("noisy sphere (FlexiCubes 128^3)", noisy_sphere(128, 0.72)),
+        ("recon bench, jagged (tests/mesh_unwrap.rs)", jagged(blob_mesh())),
+    ];
+    println!("\natlas {RES}^2: ours (median of 3 runs) beside xatlas.parametrize (default options, one run)");
+    println!(
+        "{:34} {:>7} {:>10} {:>10} {:>7} {:>7} {:>7}",
+        "mesh / unwrapper", "faces", "util", "time (ms)", "L2", "spread", "charts"
+    );
+    for (name, mesh) in &meshes {
+        let mut runs: Vec<(f64, TexturedMesh)> = (0..3)
+            .map(|_| {
+                let (a, t) = timed(|| unwrap(mesh, RES as u32));
+                (t, a)
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let (t_ours, ours) = runs.swap_remove(1);
+        let xa = xatlas(mesh);
+        println!("{name}");
+        row("  ours", mesh.faces.len(), t_ours, &ours);
+        match xa {
+            Ok((x, secs)) => {
+                row("  xatlas (python)", mesh.faces.len(), secs * 1e3, &x);
+                println!("  time ratio xatlas / ours: {:.1}", secs * 1e3 / t_ours);
+            }
+            Err(e) => println!("  xatlas: not run ({e})"),
+        }
     }
+    println!(
+        "\nutil: texels of the {RES}^2 texture the bake colours; L2: normalised L2 stretch (Sander \
+         2001, 1 = no stretch); spread: 95th / 5th percentile of texels per unit length, area-weighted"
+    );
+}
+
+fn row(name: &str, faces: usize, ms: f64, atlas: &TexturedMesh) {
+    let s = atlas_stats(atlas, RES);
+    println!(
+        "{:34} {:>7} {:>9.1}% {:>10.1} {:>7.3} {:>7.2} {:>7}",
+        name,
+        faces,
+        s.utilisation * 100.0,
+        ms,
+        s.l2_stretch,
+        s.density_spread,
+        s.charts
+    );
+}
+
+/// The reconstruction bench mesh: upstream's FlexiCubes on CRM's 80^3 grid, cleaned.
+fn blob_mesh() -> Mesh {
+    let (vertices, faces) = blob_raw();
+    clean(&vertices, &faces)
+}
+
+fn blob_raw() -> (Vec<[f32; 3]>, Vec<[i64; 3]>) {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mesh_blob.io.safetensors");
+    let io: std::collections::HashMap<String, Tensor> =
+        Tensor::read_safetensors(&data).expect("mesh_blob fixture").into_iter().collect();
+    let v = Vec::<f32>::try_from(io["vertices"].to_kind(Kind::Float).contiguous().view([-1])).unwrap();
+    let f = Vec::<i64>::try_from(io["faces"].to_kind(Kind::Int64).contiguous().view([-1])).unwrap();
+    let vertices: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let faces: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    (vertices, faces)
+}
+
+/// `mesh` with every vertex pushed by deterministic noise of about half an edge, as
+/// reconstructions from random weights look (the jagged mesh of `tests/mesh_unwrap.rs`).
+fn jagged(mut mesh: Mesh) -> Mesh {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for v in &mut mesh.vertices {
+        for c in v.iter_mut() {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            *c += ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.015;
+        }
+    }
+    mesh
+}
+
+/// Our FlexiCubes on a `res`^3 grid over [-1, 1]^3 of a sphere of `radius` with bumps (a few
+/// sinusoids along fixed directions) and per-grid-vertex noise of a third of a cell (the jagged
+/// look of a reconstruction from random weights), undeformed grid, zero weights; cleaned.
+fn noisy_sphere(res: i64, radius: f64) -> Mesh {
+    let fc = FlexiCubes::new(res, Device::Cpu);
+    let verts = fc.verts();
+    let p = Vec::<f32>::try_from(verts.contiguous().view([-1])).unwrap();
+    let cell = 2.0 / res as f64;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut noise = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    };
+    let dirs: Vec<([f64; 3], f64, f64)> = (0..8)
+        .map(|k| {
+            let d = [noise(), noise(), noise()];
+            let l = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt().max(1e-9);
+            (d.map(|x| x / l), 3.0 + k as f64, noise() * 6.0)
+        })
+        .collect();
+    let sdf: Vec<f32> = p
+        .chunks_exact(3)
+        .map(|c| {
+            let q = [c[0] as f64, c[1] as f64, c[2] as f64];
+            let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
+            let bumps: f64 = dirs
+                .iter()
+                .map(|(d, f, ph)| (f * (d[0] * q[0] + d[1] * q[1] + d[2] * q[2]) + ph).sin())
+                .sum();
+            (r - radius - 0.02 * bumps + noise() * cell / 3.0) as f32
+        })
+        .collect();
+    let sdf = Tensor::from_slice(&sdf);
+    let weight = Tensor::zeros([fc.cubes().size()[0], 21], (Kind::Float, Device::Cpu));
+    let (v, f) = fc.extract(verts, &sdf, &weight);
+    let v = Vec::<f32>::try_from(v.contiguous().view([-1])).unwrap();
+    let f = Vec::<i64>::try_from(f.contiguous().view([-1])).unwrap();
+    let vertices: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let faces: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    clean(&vertices, &faces)
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
@@ -72,8 +202,12 @@ fn report(name: &str, ms: f64, atlas: &TexturedMesh, _mesh: &Mesh) {
 
 /// Runs `tools/parity/xatlas_bench.py` on `mesh`.
 fn xatlas(mesh: &Mesh) -> Result<(TexturedMesh, f64), String> {
+    let home = std::env::var("HOME").unwrap_or_default();
     let python = std::env::var("IMG3D_PARITY_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/img3d/parity/bin/python", std::env::var("HOME").unwrap_or_default())
+        [format!("{home}/.cache/img3d/parity/bin/python"), format!("{home}/.cache/img3d/xatlas/bin/python")]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or_else(|| format!("{home}/.cache/img3d/xatlas/bin/python"))
     });
     if !std::path::Path::new(&python).exists() {
         return Err(format!("{python} not found"));

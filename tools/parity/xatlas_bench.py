@@ -9,23 +9,22 @@ import sys
 import time
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import load_file, save_file
 
 
 def main():
     src, dst = sys.argv[1], sys.argv[2]
     t = load_file(src)
-    v = t["vertices"].numpy().astype(np.float32)
-    f = t["faces"].numpy().astype(np.int64)
+    v = t["vertices"].astype(np.float32)
+    f = t["faces"].astype(np.int64)
     import xatlas
 
     start = time.perf_counter()
     _, indices, uvs = xatlas.parametrize(v, f)
     seconds = time.perf_counter() - start
-    save_file({"uvs": torch.from_numpy(uvs.astype(np.float32)),
-               "uv_faces": torch.from_numpy(indices.astype(np.int64)),
-               "seconds": torch.tensor([seconds], dtype=torch.float64)}, dst)
+    save_file({"uvs": np.ascontiguousarray(uvs, dtype=np.float32),
+               "uv_faces": np.ascontiguousarray(indices, dtype=np.int64),
+               "seconds": np.array([seconds], dtype=np.float64)}, dst)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 //!
 //! Upstream calls `xatlas.parametrize`, which is most of its `generate3d` time (4.6 s of 4.75 s
 //! on an H200 box for a 20.6k-face mesh; chart building, not packing, dominates and grows
-//! super-linearly). This unwrapper trades some texel density for speed and full determinism:
+//! super-linearly). This unwrapper is ~25x faster and fully deterministic, and fills more of the
+//! texture than xatlas on CRM's meshes, at the price of more stretch (planar charts):
 //!
 //! 1. **Charts** grow breadth-first over edge-adjacent faces (manifold edges only) from the first
 //!    unassigned face, taking a face while its normal lies within [`MAX_CHART_ANGLE_DEG`] of the
@@ -15,8 +16,9 @@
 //!    keeps its orientation; area is compressed by at most `cos(angle)` along one direction.
 //! 3. **Orientation**: each chart is rotated to its minimum-area bounding rectangle (rotating
 //!    calipers over the convex hull), lying flat.
-//! 4. **Packing** ([`super::pack`]): per-column chart outlines on a skyline at texel resolution
-//!    with a fixed texel gap, the uniform scale found by bisection so the atlas fills the square.
+//! 4. **Packing** ([`super::pack`]): per-column chart outlines in four quarter turns on a texel
+//!    bitmap (holes under earlier charts get filled) with a fixed texel gap, the uniform scale
+//!    searched so the atlas fills the square, then stretched per axis to fill what is left.
 //!
 //! Every step iterates in index order (no hash-map iteration, no threads, no randomness), so the
 //! same mesh always gives the same atlas. UV face `i` is face `i` with the same corner order,
