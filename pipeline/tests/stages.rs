@@ -222,3 +222,29 @@ fn stage1_is_deterministic_and_cancellable() {
     assert!(matches!(cancelled, Err(img3d_pipeline::PipelineError::Cancelled)));
     assert_eq!(steps, 2, "stops before the third step");
 }
+
+/// The order and layout of the six views in `pixel_images.png` and `xyz_images.png`: our strip
+/// of upstream's own u8 frames (stage 1 with the reference popped, stage 2's six) is, byte for
+/// byte, what upstream's app.py shows and reconstructs from (`np.concatenate(frames, 1)`;
+/// `tools/parity/view_strips.py`). With `stage1_matches_upstream` / `stage2_matches_upstream`
+/// (our frames are upstream's, in upstream's order) this pins which frame lands where.
+#[test]
+fn view_strips_match_upstream_layout() {
+    let frames = common::load_io("diffusion_stages");
+    let strips = common::load_io("view_strips");
+    for stage in ["stage1", "stage2"] {
+        let views = &frames[&format!("{stage}.views")];
+        let (n, h, w, _) = views.size4().unwrap();
+        assert_eq!(n, 6, "{stage}: six views");
+        // The frames differ from each other, so a swapped pair would show.
+        for i in 1..n {
+            assert!(views.get(i) != views.get(i - 1), "{stage}: frames {} and {i} are equal", i - 1);
+        }
+        let ours = img3d_pipeline::diffusion::sampler::strip(views).unwrap();
+        assert_eq!(ours.dimensions(), ((n * w) as u32, h as u32), "{stage}: strip size");
+        let upstream = &strips[&format!("{stage}.strip")];
+        assert_eq!(upstream.size(), [h, n * w, 3], "{stage}: upstream's strip shape");
+        let upstream = Vec::<u8>::try_from(upstream.view([-1])).unwrap();
+        assert!(ours.as_raw() == &upstream, "{stage}: our strip differs from upstream's concatenation");
+    }
+}
