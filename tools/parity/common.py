@@ -17,7 +17,11 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-DATA_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "pipeline", "tests", "data")
+# IMG3D_FIXTURE_DIR writes elsewhere (tools/fullsize/compare: fresh upstream timings into a
+# scratch copy, the committed fixtures untouched).
+DATA_DIR = os.environ.get("IMG3D_FIXTURE_DIR") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "pipeline", "tests", "data"
+)
 
 
 def add_upstream(path):

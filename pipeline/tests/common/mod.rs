@@ -18,8 +18,13 @@ use std::path::PathBuf;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 /// Path of a file under `pipeline/tests/data/`.
+/// `IMG3D_FIXTURE_DIR` reads them from elsewhere (`tools/fullsize/compare`: fixtures just
+/// rewritten with fresh upstream timings in a scratch copy).
 pub fn data_path(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file)
+    match std::env::var_os("IMG3D_FIXTURE_DIR") {
+        Some(dir) => PathBuf::from(dir).join(file),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(file),
+    }
 }
 
 /// The named tensors of `NAME.io.safetensors`.
