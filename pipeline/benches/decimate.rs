@@ -7,22 +7,15 @@
 //! `cargo bench -p img3d-pipeline --bench decimate` (release build). Prints numbers; asserts
 //! nothing.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use img3d_pipeline::mesh::decimate::{decimate, hausdorff};
 use img3d_pipeline::mesh::{clean, export_files, ExportOptions, Mesh};
 use img3d_pipeline::stages::StepCtl;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 fn main() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/mesh_blob.io.safetensors");
-    let io: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(&data).expect("mesh_blob fixture").into_iter().collect();
-    let v = Vec::<f32>::try_from(io["vertices"].to_kind(Kind::Float).contiguous().view([-1])).unwrap();
-    let f = Vec::<i64>::try_from(io["faces"].to_kind(Kind::Int64).contiguous().view([-1])).unwrap();
-    let vertices: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-    let faces: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+    let (vertices, faces) = img3d_pipeline::fixtures::mesh_blob();
     let mesh = clean(&vertices, &faces);
     let diagonal = diagonal(&mesh);
     println!(

@@ -3,12 +3,12 @@
 
 mod common;
 
+use img3d_pipeline::fixtures::{jagged, noisy_sphere};
 use img3d_pipeline::mesh::raster::for_each_covered;
 use img3d_pipeline::mesh::unwrap::unwrap;
 use img3d_pipeline::mesh::uvstats::atlas_stats;
-use img3d_pipeline::mesh::{clean, Mesh, TexturedMesh};
-use img3d_pipeline::recon::flexicubes::FlexiCubes;
-use tch::{Device, Kind, Tensor};
+use img3d_pipeline::mesh::{Mesh, TexturedMesh};
+use tch::Kind;
 
 fn blob() -> Mesh {
     let io = common::load_io("mesh_blob");
@@ -47,16 +47,7 @@ fn atlas_is_valid_and_overlap_free() {
 /// first version overlapped thousands of texels on such meshes).
 #[test]
 fn jagged_mesh_has_no_overlaps() {
-    let mut mesh = blob();
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    for v in &mut mesh.vertices {
-        for c in v.iter_mut() {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            *c += ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.015;
-        }
-    }
+    let mesh = jagged(blob());
     let atlas = unwrap(&mesh, 1024);
     assert!(atlas.uvs.iter().flatten().all(|t| (0.0..=1.0).contains(t)));
     let mut hits = vec![0u8; 1024 * 1024];
@@ -71,48 +62,6 @@ fn jagged_mesh_has_no_overlaps() {
 fn unwrap_is_deterministic() {
     let mesh = blob();
     assert_eq!(unwrap(&mesh, 1024), unwrap(&mesh, 1024));
-}
-
-/// Our FlexiCubes (80^3 grid over [-1, 1]^3, undeformed, zero weights) on a bumpy sphere with
-/// per-grid-vertex noise of a third of a cell, cleaned: the bench's "noisy sphere".
-fn noisy_sphere() -> Mesh {
-    let res = 80;
-    let fc = FlexiCubes::new(res, Device::Cpu);
-    let p = Vec::<f32>::try_from(fc.verts().contiguous().view([-1])).unwrap();
-    let cell = 2.0 / res as f64;
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut noise = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-    };
-    let dirs: Vec<([f64; 3], f64, f64)> = (0..8)
-        .map(|k| {
-            let d = [noise(), noise(), noise()];
-            let l = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt().max(1e-9);
-            (d.map(|x| x / l), 3.0 + k as f64, noise() * 6.0)
-        })
-        .collect();
-    let sdf: Vec<f32> = p
-        .chunks_exact(3)
-        .map(|c| {
-            let q = [c[0] as f64, c[1] as f64, c[2] as f64];
-            let r = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2]).sqrt();
-            let bumps: f64 = dirs
-                .iter()
-                .map(|(d, f, ph)| (f * (d[0] * q[0] + d[1] * q[1] + d[2] * q[2]) + ph).sin())
-                .sum();
-            (r - 0.6 - 0.02 * bumps + noise() * cell / 3.0) as f32
-        })
-        .collect();
-    let weight = Tensor::zeros([fc.cubes().size()[0], 21], (Kind::Float, Device::Cpu));
-    let (v, f) = fc.extract(fc.verts(), &Tensor::from_slice(&sdf), &weight);
-    let v = Vec::<f32>::try_from(v.contiguous().view([-1])).unwrap();
-    let f = Vec::<i64>::try_from(f.contiguous().view([-1])).unwrap();
-    let vertices: Vec<[f32; 3]> = v.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-    let faces: Vec<[i64; 3]> = f.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
-    clean(&vertices, &faces)
 }
 
 /// Per UV vertex, its chart (connected component over shared UV vertices), as the smallest UV
@@ -186,7 +135,7 @@ fn blob_atlas_is_padded_and_denser_than_xatlas() {
 /// the atlas is denser than xatlas' (57.9% on it), and unwrapping is deterministic.
 #[test]
 fn noisy_sphere_atlas_is_padded_dense_and_deterministic() {
-    let mesh = noisy_sphere();
+    let mesh = noisy_sphere(80, 0.6); // the bench's "noisy sphere"
     assert!(mesh.faces.len() > 20_000, "{} faces", mesh.faces.len());
     let atlas = unwrap(&mesh, 1024);
     let used = assert_padded_charts_disjoint(&atlas, 1024);

@@ -24,7 +24,7 @@
 //! same mesh always gives the same atlas. UV face `i` is face `i` with the same corner order,
 //! which is what the bake relies on (nvdiffrast's triangle id indexes both).
 
-use super::geometry::Mesh;
+use super::geometry::{cross, dot, sub, Mesh};
 use super::pack::{pack, Outline};
 use crate::mesh::obj::TexturedMesh;
 
@@ -415,16 +415,4 @@ fn convex_hull(points: &[[f64; 2]]) -> Vec<[f64; 2]> {
         hull.pop();
     }
     hull
-}
-
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }

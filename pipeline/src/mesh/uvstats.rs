@@ -13,6 +13,7 @@
 //!   gets the same texels per unit of surface).
 //! - **Charts**: connected groups of UV faces sharing UV vertices.
 
+use super::geometry::{cross, dot, sub};
 use super::obj::TexturedMesh;
 use super::raster::for_each_covered;
 
@@ -130,16 +131,4 @@ fn charts(atlas: &TexturedMesh) -> usize {
         }
     }
     roots
-}
-
-fn sub(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
-}
-
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
-    [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
-}
-
-fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
-    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
 }
