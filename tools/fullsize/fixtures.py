@@ -248,18 +248,8 @@ def imagedream_shims():
     for name in ["T5Tokenizer", "T5EncoderModel", "CLIPTokenizer", "CLIPTextModel"]:
         setattr(transformers, name, None)
     sys.modules.setdefault("transformers", transformers)
-    xformers = types.ModuleType("xformers")
-    ops = types.ModuleType("xformers.ops")
-
-    def memory_efficient_attention(q, k, v, attn_bias=None, op=None):
-        assert attn_bias is None
-        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        return scores.softmax(dim=-1) @ v
-
-    ops.memory_efficient_attention = memory_efficient_attention
-    xformers.ops = ops
-    sys.modules.setdefault("xformers", xformers)
-    sys.modules.setdefault("xformers.ops", ops)
+    if "xformers" not in sys.modules:
+        common.install_xformers_shim()
 
 
 def clip_fixture():

@@ -83,18 +83,7 @@ LATENT = 8
 
 
 def install_shims():
-    xformers = types.ModuleType("xformers")
-    ops = types.ModuleType("xformers.ops")
-
-    def memory_efficient_attention(q, k, v, attn_bias=None, op=None):
-        assert attn_bias is None
-        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
-        return scores.softmax(dim=-1) @ v
-
-    ops.memory_efficient_attention = memory_efficient_attention
-    xformers.ops = ops
-    sys.modules["xformers"] = xformers
-    sys.modules["xformers.ops"] = ops
+    common.install_xformers_shim()
     base_utils = types.ModuleType("libs.base_utils")
 
     def do_resize_content(*_args, **_kwargs):
