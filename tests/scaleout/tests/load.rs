@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use img3d_scaleout_tests::job::{self, JobRecord, Outcome};
 use img3d_scaleout_tests::nginx::Nginx;
 use img3d_scaleout_tests::procs::{Sampler, Watched};
-use img3d_scaleout_tests::stats::{cells, fifo_violations, ms};
+use img3d_scaleout_tests::stats::{self, cells, fifo_violations, ms};
 use img3d_scaleout_tests::{client_of, gateway, shared_redis, standalone, unique_prefix, worker, Proc};
 
 /// Clients at once, one job each, each on its own connection.
@@ -70,23 +70,9 @@ fn rss_mib(pid: u32) -> f64 {
 /// queue produces: LIFO or random service inverts thousands of the ~15,000 such pairs.
 /// Returns (inversions, pairs compared, worst inversion in ms).
 fn completion_inversions(records: &[JobRecord], slack: Duration) -> (usize, usize, f64) {
-    let mut jobs: Vec<_> =
+    let jobs =
         records.iter().filter(|r| r.outcome == Outcome::Completed).map(|r| (r.queued_at(), r.done)).collect();
-    jobs.sort_by_key(|(q, _)| *q);
-    let (mut bad, mut pairs, mut worst) = (0, 0, 0.0f64);
-    for (i, (qa, da)) in jobs.iter().enumerate() {
-        for (qb, db) in &jobs[i + 1..] {
-            if *qb - *qa <= slack {
-                continue;
-            }
-            pairs += 1;
-            if db < da {
-                bad += 1;
-                worst = worst.max(ms(*db, *da));
-            }
-        }
-    }
-    (bad, pairs, worst)
+    stats::inversions(jobs, slack)
 }
 
 /// Largest distance between a job's rank in queue order and its rank in start order (0 for

@@ -1,6 +1,6 @@
 //! Percentiles and the FIFO-fairness check over job records.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::job::{JobRecord, Outcome};
 
@@ -22,7 +22,7 @@ pub fn cells(values: &[f64]) -> String {
 }
 
 /// Milliseconds between two instants (negative when `b` is before `a`).
-pub fn ms(a: std::time::Instant, b: std::time::Instant) -> f64 {
+pub fn ms(a: Instant, b: Instant) -> f64 {
     if b >= a {
         (b - a).as_secs_f64() * 1e3
     } else {
@@ -36,22 +36,30 @@ pub fn ms(a: std::time::Instant, b: std::time::Instant) -> f64 {
 /// double), so `slack` absorbs their delivery jitter; a FIFO queue gives none, a LIFO or
 /// unordered one thousands. Returns (violations, pairs compared, worst inversion in ms).
 pub fn fifo_violations(records: &[JobRecord], slack: Duration) -> (usize, usize, f64) {
-    let mut jobs: Vec<_> = records
+    let jobs: Vec<_> = records
         .iter()
         .filter(|r| r.outcome == Outcome::Completed)
         .filter_map(|r| r.started.or(r.parts.first().map(|p| p.1)).map(|s| (r.queued_at(), s)))
         .collect();
+    inversions(jobs, slack)
+}
+
+/// Over (queue entry, later event) pairs: how many pairs of jobs that entered more than `slack`
+/// apart saw the later event in the opposite order, of how many pairs compared, and the worst
+/// such inversion in ms. [`fifo_violations`] uses the start as the event; the topology load
+/// test the completion.
+pub fn inversions(mut jobs: Vec<(Instant, Instant)>, slack: Duration) -> (usize, usize, f64) {
     jobs.sort_by_key(|(q, _)| *q);
     let (mut violations, mut pairs, mut worst) = (0, 0, 0.0f64);
-    for (i, (qa, sa)) in jobs.iter().enumerate() {
-        for (qb, sb) in &jobs[i + 1..] {
+    for (i, (qa, ea)) in jobs.iter().enumerate() {
+        for (qb, eb) in &jobs[i + 1..] {
             if *qb - *qa <= slack {
                 continue;
             }
             pairs += 1;
-            if sb < sa {
+            if eb < ea {
                 violations += 1;
-                worst = worst.max(ms(*sb, *sa));
+                worst = worst.max(ms(*eb, *ea));
             }
         }
     }
